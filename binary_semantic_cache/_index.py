@@ -1,0 +1,74 @@
+"""The arrays behind one cache, and how they grow."""
+
+import numpy as np
+
+from . import _kernels as K
+
+INITIAL_CAPACITY = 1024
+
+# Per-slot arrays and their dtypes; codes are added separately (2-D).
+_META = (("prev", np.int32), ("nxt", np.int32), ("gen", np.uint32), ("count", np.uint32),
+         ("created", np.float64), ("last", np.float64))
+_EXPIRY = (("exp", np.float64, np.inf), ("heap", np.int32, -1), ("hpos", np.int32, -1))
+
+
+class Index:
+    """Codes and per-slot metadata of one cache (layout in ``_kernels``).
+
+    Growing builds a new ``Index`` rather than resizing in place, so a reader
+    that took a reference before the growth keeps a consistent snapshot.
+    Expiry arrays stay empty until the first entry with a time to live.
+    """
+
+    __slots__ = ("codes", "state", "exp", "heap", "hpos") + tuple(name for name, _ in _META)
+
+    def __init__(self, n_words, capacity):
+        self.codes = np.zeros((n_words, capacity), np.uint64)
+        for name, dtype in _META:
+            setattr(self, name, np.zeros(capacity, dtype))
+        for name, dtype, _ in _EXPIRY:
+            setattr(self, name, np.zeros(0, dtype))
+        self.state = np.zeros(K.STATE_LEN, np.int64)
+        self.state[[K.HEAD, K.TAIL, K.FREE]] = -1
+
+    @property
+    def capacity(self):
+        return self.codes.shape[1]
+
+    @property
+    def high_water(self):
+        """Slots ever used; every live slot is below it."""
+        return int(self.state[K.HW])
+
+    @property
+    def size(self):
+        return int(self.state[K.SIZE])
+
+    @property
+    def has_expiry(self):
+        return self.exp.shape[0] > 0
+
+    @property
+    def nbytes(self):
+        """Bytes of the per-slot arrays (the fixed 64-byte ``state`` aside)."""
+        names = ("codes",) + tuple(n for n, _ in _META) + tuple(n for n, _, _ in _EXPIRY)
+        return sum(getattr(self, n).nbytes for n in names)
+
+    def enable_expiry(self):
+        """Allocate the expiry arrays (16 more bytes per slot)."""
+        for name, dtype, fill in _EXPIRY:
+            setattr(self, name, np.full(self.capacity, fill, dtype))
+
+    def grown(self, capacity):
+        """A copy with room for ``capacity`` slots."""
+        new = Index(self.codes.shape[0], capacity)
+        used = self.high_water
+        new.codes[:, :used] = self.codes[:, :used]
+        for name, _ in _META:
+            getattr(new, name)[:used] = getattr(self, name)[:used]
+        if self.has_expiry:
+            new.enable_expiry()
+            for name, _, _ in _EXPIRY:
+                getattr(new, name)[:used] = getattr(self, name)[:used]
+        new.state[:] = self.state
+        return new

@@ -1,0 +1,126 @@
+"""The one gate user input passes through before it reaches a kernel.
+
+Each function returns a value of exactly the type and shape the kernels need,
+or raises ``TypeError``/``ValueError`` naming what was expected, what came,
+and how to fix it. Past this gate nothing is checked again.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+MAX_ENTRIES_LIMIT = 2**31 - 1  # slots are linked with int32 indices
+
+
+def embeddings(x, dim, *, ndim, what="embedding"):
+    """``x`` as C-contiguous float32 rows scaled to max-abs 1.
+
+    ``ndim`` is 1, 2, or None (either). Scaling first keeps float64 values
+    outside float32's range from overflowing or flushing to zero; it does not
+    change any sign the projection sees.
+    """
+    arr = _numeric_array(x, what)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(_ndim_message(arr, dim, ndim, what))
+    if arr.ndim not in (1, 2):
+        raise ValueError(_ndim_message(arr, dim, 1, what))
+    if arr.shape[-1] != dim:
+        raise ValueError(
+            f"expected {what} of length {dim} (the encoder's embedding_dim), got length "
+            f"{arr.shape[-1]}; embed with the model the encoder was built for, or build "
+            f"the encoder with BinaryEncoder(embedding_dim={arr.shape[-1]})"
+        )
+    rows = arr.reshape(-1, dim)
+    if rows.shape[0] == 0:
+        return np.zeros(arr.shape, np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        peak = np.max(np.abs(rows), axis=1)
+    bad = ~np.isfinite(peak)
+    if bad.any():
+        row = int(np.argmax(bad))
+        col = int(np.argmax(~np.isfinite(rows[row])))
+        where = f"row {row}, index {col}" if arr.ndim == 2 else f"index {col}"
+        raise ValueError(
+            f"expected finite numbers in {what}, got {rows[row, col]} at {where}; "
+            "check the embedding model's output or drop that input"
+        )
+    if (peak == 0).any():
+        row = int(np.argmax(peak == 0))
+        where = f" (row {row})" if arr.ndim == 2 else ""
+        raise ValueError(
+            f"expected a non-zero {what}, got all zeros{where}: a zero vector has no "
+            "direction, so no similarity to anything; check the embedding model's output"
+        )
+    scaled = rows / peak[:, None]
+    return np.ascontiguousarray(scaled, dtype=np.float32).reshape(arr.shape)
+
+
+def _numeric_array(x, what):
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"expected {what} as an array of numbers, got {type(x).__name__}; "
+                        "embed the text first, e.g. backend.embed_text(text)")
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"expected {what} as an array of numbers, got {type(x).__name__} "
+                        f"that NumPy cannot read as one ({exc}); pass a list or numpy array "
+                        "of floats") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(
+            f"expected {what} of real numbers, got dtype {arr.dtype} "
+            f"(from {type(x).__name__}); pass floats, e.g. np.asarray(x, dtype=np.float32)"
+        )
+    return arr
+
+
+def _ndim_message(arr, dim, ndim, what):
+    if ndim == 1:
+        return (f"expected one {what}, a 1-D array of shape ({dim},), got shape "
+                f"{arr.shape}; for many at once use get_batch/put_batch")
+    return (f"expected a 2-D array of shape (n, {dim}), got shape {arr.shape}; "
+            "stack the embeddings, e.g. np.stack(list_of_vectors)")
+
+
+def threshold(value, name="threshold"):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"expected {name} as a number in [-1, 1], got "
+                        f"{type(value).__name__} {value!r}; pass e.g. 0.8")
+    value = float(value)
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"expected {name} in [-1, 1] (an estimated cosine), got {value}; "
+                         "pass e.g. 0.8 for close paraphrases")
+    return value
+
+
+def ttl(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"expected ttl as seconds (a number) or None, got "
+                        f"{type(value).__name__} {value!r}")
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"expected ttl > 0 seconds and finite, got {value}; "
+                         "pass None for entries that never expire")
+    return value
+
+
+def positive_int(value, name, *, low=1, high=MAX_ENTRIES_LIMIT):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"expected {name} as an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not low <= value <= high:
+        raise ValueError(f"expected {name} between {low:,} and {high:,}, got {value:,}")
+    return value
+
+
+def batch_length(n_embeddings, responses):
+    try:
+        n = len(responses)
+    except TypeError:
+        raise TypeError(f"expected responses as a sequence (one per embedding), got "
+                        f"{type(responses).__name__}") from None
+    if n != n_embeddings:
+        raise ValueError(f"expected one response per embedding ({n_embeddings:,}), got "
+                         f"{n:,} responses; pass lists of equal length")

@@ -1,0 +1,364 @@
+"""The semantic cache: binary codes in, cached responses out."""
+
+import threading
+import time
+
+import numba
+import numpy as np
+
+from . import _kernels as K
+from . import _validate
+from ._index import INITIAL_CAPACITY, Index
+from ._jit import PARALLEL_MIN_CODES
+from .encoder import BinaryEncoder
+from .results import CacheEntry, CacheStats
+
+# Lock-free scans retried before a lookup takes the lock for its scan.
+_OPTIMISTIC_TRIES = 2
+
+
+class BinarySemanticCache:
+    """An in-process cache of responses, looked up by embedding similarity.
+
+    Parameters
+    ----------
+    encoder : BinaryEncoder
+        Turns embeddings into codes; its ``embedding_dim`` is the length every
+        embedding given to this cache must have.
+    max_entries : int, default 1000
+        Capacity; a put into a full cache evicts the least recently used entry.
+    similarity_threshold : float, default 0.80
+        Least estimated cosine, ``cos(pi * hamming / code_bits)``, for a hit.
+    ttl : float or None, keyword-only
+        Default time to live of an entry, in seconds; None keeps entries
+        until they are evicted or deleted.
+    clock : callable, keyword-only, default ``time.time``
+        Returns the current time in epoch seconds; inject a fake one in tests.
+    parallel : bool or None, keyword-only
+        Scan with all Numba threads: None decides by size (from
+        ``PARALLEL_MIN_CODES`` codes), True always, False never.
+
+    Notes
+    -----
+    Thread safety: lookups scan without the lock, with the GIL released, so
+    several threads read at once; writers (put, delete, clear) and the hit
+    bookkeeping take a short lock. A lookup that overlapped a write that
+    reused a slot scans again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cache = BinarySemanticCache(BinaryEncoder(embedding_dim=3, code_bits=64))
+    >>> entry_id = cache.put([1.0, 0.2, 0.0], "Paris")
+    >>> cache.get([0.98, 0.21, 0.01]).response
+    'Paris'
+    >>> cache.get([-1.0, 0.0, 0.3]) is None
+    True
+    """
+
+    def __init__(self, encoder, max_entries=1000, similarity_threshold=0.80, *, ttl=None,
+                 clock=time.time, parallel=None):
+        if not isinstance(encoder, BinaryEncoder):
+            raise TypeError(f"expected encoder as a BinaryEncoder, got {type(encoder).__name__}; "
+                            "build one with BinaryEncoder(embedding_dim=...)")
+        if not callable(clock):
+            raise TypeError(f"expected clock as a callable returning epoch seconds, got "
+                            f"{type(clock).__name__}; pass e.g. time.time")
+        if parallel not in (None, True, False):
+            raise ValueError(f"expected parallel as None, True or False, got {parallel!r}")
+        self._encoder = encoder
+        self._max = _validate.positive_int(max_entries, "max_entries")
+        self._threshold = _validate.threshold(similarity_threshold, "similarity_threshold")
+        self._ttl = _validate.ttl(ttl)
+        self._clock = clock
+        self._parallel = parallel
+        # cos(pi * d / bits) for every possible distance d.
+        self._similarity = np.cos(np.pi * np.arange(encoder.code_bits + 1) / encoder.code_bits)
+        self._lock = threading.Lock()
+        self._hits = self._misses = self._evictions = self._expirations = 0
+        self._reset()
+
+    def _reset(self):
+        capacity = min(self._max, INITIAL_CAPACITY)
+        self._index = Index(self._encoder.n_words, capacity)
+        self._responses = [None] * capacity
+        # Bumped by every write a lock-free scan could have seen half done.
+        self._version = getattr(self, "_version", 0) + 1
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def encoder(self):
+        """The encoder that makes this cache's codes."""
+        return self._encoder
+
+    @property
+    def max_entries(self):
+        """Capacity before least-recently-used eviction."""
+        return self._max
+
+    @property
+    def similarity_threshold(self):
+        """Default least similarity for a hit."""
+        return self._threshold
+
+    @similarity_threshold.setter
+    def similarity_threshold(self, value):
+        self._threshold = _validate.threshold(value, "similarity_threshold")
+
+    @property
+    def ttl(self):
+        """Default time to live in seconds, or None."""
+        return self._ttl
+
+    # ------------------------------------------------------------ lookups
+
+    def get(self, embedding, *, threshold=None):
+        """The most similar cached entry, if similar enough.
+
+        Parameters
+        ----------
+        embedding : array_like, shape ``(embedding_dim,)``
+        threshold : float, optional
+            Overrides ``similarity_threshold`` for this lookup.
+
+        Returns
+        -------
+        CacheEntry or None
+            The nearest live entry (ties: the most recently used) when its
+            similarity is at least the threshold; its recency and
+            ``access_count`` are refreshed. None on a miss.
+        """
+        threshold = self._threshold_or_default(threshold)
+        codes = self._encode(embedding, ndim=1)[None, :]
+        return self._lookup(codes, threshold)[0]
+
+    def get_batch(self, embeddings, *, threshold=None):
+        """``get`` for each row of ``embeddings``, in one scan of the cache.
+
+        Returns
+        -------
+        list of CacheEntry or None
+            One per row, in order; hits are recorded in row order.
+        """
+        threshold = self._threshold_or_default(threshold)
+        return self._lookup(self._encode(embeddings, ndim=2), threshold)
+
+    def search(self, embedding, k=5):
+        """The ``k`` nearest live entries, best first, whatever their similarity.
+
+        For exploration: recency, ``access_count`` and hit statistics are left
+        as they are.
+        """
+        k = _validate.positive_int(k, "k")
+        q = self._encode(embedding, ndim=1)
+        with self._lock:
+            self._purge(self._clock())
+            idx = self._index
+            slots = np.empty(min(k, idx.size), np.int64)
+            dists = np.empty_like(slots)
+            found = K._topk(idx.codes, idx.high_water, q, idx.gen, idx.last, idx.prev, slots, dists)
+            return [self._entry(s, d) for s, d in zip(slots[:found], dists[:found])]
+
+    def _lookup(self, codes, threshold):
+        now = self._clock()
+        if self._expiry_due(now):
+            with self._lock:
+                self._purge(now)
+        slots = np.empty(codes.shape[0], np.int64)
+        dists = np.empty_like(slots)
+        for _ in range(_OPTIMISTIC_TRIES):
+            version = self._version
+            self._scan(codes, slots, dists)
+            with self._lock:
+                if self._version == version:
+                    return self._record(slots, dists, threshold, now)
+        with self._lock:
+            self._scan(codes, slots, dists)
+            return self._record(slots, dists, threshold, now)
+
+    def _scan(self, codes, slots, dists):
+        idx = self._index
+        n = idx.high_water
+        threads = numba.get_num_threads()
+        wide = self._parallel if self._parallel is not None else (
+            n * codes.shape[0] >= PARALLEL_MIN_CODES)
+        if codes.shape[0] == 1:
+            if wide and threads > 1:
+                found = K._scan_top1_parallel(idx.codes, n, codes[0], idx.gen, idx.last, idx.prev,
+                                              threads)
+            else:
+                found = K._scan_top1(idx.codes, n, codes[0], idx.gen, idx.last, idx.prev)
+            slots[0], dists[0] = found
+        elif wide and threads > 1 and codes.shape[0] > 1:
+            K._scan_batch_parallel(idx.codes, n, codes, idx.gen, idx.last, idx.prev, slots, dists,
+                                   min(threads, codes.shape[0]))
+        else:
+            K._scan_batch(idx.codes, n, codes, idx.gen, idx.last, idx.prev, slots, dists)
+
+    def _record(self, slots, dists, threshold, now):
+        """Turn scan results into hits or misses; the lock is held."""
+        idx = self._index
+        out = []
+        for s, d in zip(slots.tolist(), dists.tolist()):
+            expired = idx.has_expiry and s >= 0 and idx.exp[s] <= now
+            if s < 0 or expired or self._similarity[d] < threshold:
+                self._misses += 1
+                out.append(None)
+                continue
+            K._touch(idx.prev, idx.nxt, idx.count, idx.last, idx.state, s, now)
+            self._hits += 1
+            out.append(self._entry(s, d))
+        return out
+
+    def _entry(self, slot, distance):
+        idx = self._index
+        return CacheEntry(
+            id=self._id(slot), response=self._responses[slot],
+            similarity=float(self._similarity[distance]), created_at=float(idx.created[slot]),
+            last_accessed=float(idx.last[slot]), access_count=int(idx.count[slot]))
+
+    # ------------------------------------------------------------ writes
+
+    def put(self, embedding, response, *, ttl=None):
+        """Cache ``response`` under ``embedding``; returns the new entry's id.
+
+        A full cache first reuses the slot of an expired entry, else evicts
+        the least recently used one. ``ttl`` (seconds) overrides the default.
+        """
+        codes = self._encode(embedding, ndim=1)[None, :]
+        return self._store(codes, [response], ttl)[0]
+
+    def put_batch(self, embeddings, responses, *, ttl=None):
+        """``put`` for each row of ``embeddings`` with the matching response.
+
+        Returns the ids in row order. When the batch is larger than the free
+        room, its later rows evict the least recently used entries, which may
+        be its own earlier rows.
+        """
+        codes = self._encode(embeddings, ndim=2)
+        _validate.batch_length(codes.shape[0], responses)
+        return self._store(codes, list(responses), ttl)
+
+    def _store(self, codes, responses, ttl):
+        ttl = self._ttl if ttl is None else _validate.ttl(ttl)
+        m = codes.shape[0]
+        with self._lock:
+            now = self._clock()
+            expires = np.full(m, np.inf if ttl is None else now + ttl)
+            if ttl is not None and not self._index.has_expiry:
+                self._index.enable_expiry()
+            self._purge(now)
+            self._reserve(m)
+            idx = self._index
+            slots = np.empty(m, np.int64)
+            fresh_before = idx.high_water
+            self._evictions += K._insert(
+                idx.codes, codes, expires, idx.prev, idx.nxt, idx.gen, idx.count, idx.created,
+                idx.last, idx.exp, idx.heap, idx.hpos, idx.state, now, slots)
+            if idx.high_water - fresh_before < m:
+                self._version += 1  # a slot a reader may be scanning was rewritten
+            slot_list = slots.tolist()
+            for s, response in zip(slot_list, responses):
+                self._responses[s] = response
+            return [self._id(s) for s in slot_list]
+
+    def _reserve(self, m):
+        """Grow the arrays so ``m`` more puts need no eviction, up to max_entries."""
+        idx = self._index
+        need = min(self._max, idx.high_water + m)
+        if need <= idx.capacity:
+            return
+        capacity = min(self._max, max(need, 2 * idx.capacity))
+        self._index = idx.grown(capacity)
+        self._responses.extend([None] * (capacity - len(self._responses)))
+        self._version += 1
+
+    def delete(self, entry_id):
+        """Remove an entry; returns False when the id names no live entry."""
+        with self._lock:
+            slot = self._live_slot(entry_id, self._clock())
+            if slot < 0:
+                return False
+            idx = self._index
+            K._release(idx.prev, idx.nxt, idx.gen, idx.exp, idx.heap, idx.hpos, idx.state, slot)
+            self._responses[slot] = None
+            self._version += 1
+            return True
+
+    def clear(self):
+        """Remove every entry; the hit, miss and eviction counters are kept."""
+        with self._lock:
+            self._reset()
+
+    def _expiry_due(self, now):
+        idx = self._index
+        return idx.has_expiry and idx.state[K.HEAPN] > 0 and idx.exp[idx.heap[0]] <= now
+
+    def _purge(self, now):
+        """Release expired entries; the lock is held."""
+        if not self._expiry_due(now):
+            return
+        idx = self._index
+        out = np.empty(int(idx.state[K.HEAPN]), np.int64)
+        m = K._purge_expired(idx.prev, idx.nxt, idx.gen, idx.exp, idx.heap, idx.hpos, idx.state,
+                             now, out)
+        for s in out[:m].tolist():
+            self._responses[s] = None
+        self._expirations += m
+        self._version += 1
+
+    # ------------------------------------------------------------ mapping-like
+
+    def _id(self, slot):
+        return (int(self._index.gen[slot]) << 32) | int(slot)
+
+    def _live_slot(self, entry_id, now):
+        if isinstance(entry_id, bool) or not isinstance(entry_id, (int, np.integer)):
+            return -1
+        entry_id = int(entry_id)
+        slot, gen = entry_id & 0xFFFFFFFF, entry_id >> 32
+        idx = self._index
+        if entry_id < 0 or slot >= idx.high_water or gen % 2 == 0 or idx.gen[slot] != gen:
+            return -1
+        if idx.has_expiry and idx.exp[slot] <= now:
+            return -1
+        return slot
+
+    def __contains__(self, entry_id):
+        return self._live_slot(entry_id, self._clock()) >= 0
+
+    def __len__(self):
+        with self._lock:
+            self._purge(self._clock())
+            return self._index.size
+
+    def stats(self):
+        """Counters and sizes now, as a :class:`CacheStats`."""
+        with self._lock:
+            self._purge(self._clock())
+            lookups = self._hits + self._misses
+            return CacheStats(
+                size=self._index.size, max_size=self._max, hits=self._hits, misses=self._misses,
+                evictions=self._evictions, memory_bytes=self._index.nbytes,
+                hit_rate=self._hits / lookups if lookups else 0.0, expirations=self._expirations)
+
+    def __repr__(self):
+        return (f"BinarySemanticCache(size={len(self)}, max_entries={self._max}, "
+                f"code_bits={self._encoder.code_bits}, threshold={self._threshold})")
+
+    # ------------------------------------------------------------ helpers
+
+    def _encode(self, x, *, ndim):
+        rows = _validate.embeddings(x, self._encoder.embedding_dim, ndim=ndim)
+        return self._encoder._encode_checked(rows)
+
+    def _threshold_or_default(self, threshold):
+        return self._threshold if threshold is None else _validate.threshold(threshold)
+
+    def threshold_distance(self, threshold=None):
+        """Largest Hamming distance that still counts as a hit at ``threshold``."""
+        threshold = self._threshold_or_default(threshold)
+        # Similarity falls as distance grows and is 1.0 at distance 0.
+        return int(np.flatnonzero(self._similarity >= threshold)[-1])
+
