@@ -7,8 +7,8 @@ from . import _kernels as K
 INITIAL_CAPACITY = 1024
 
 # Per-slot arrays and their dtypes; codes are added separately (2-D).
-_META = (("prev", np.int32), ("nxt", np.int32), ("gen", np.uint32), ("count", np.uint32),
-         ("created", np.float64), ("last", np.float64))
+_META = (("prev", np.int32), ("nxt", np.int32), ("gen", np.uint32), ("tick", np.uint32),
+         ("count", np.uint32), ("created", np.float64), ("seen", np.float32))
 _EXPIRY = (("exp", np.float64, np.inf), ("heap", np.int32, -1), ("hpos", np.int32, -1))
 
 

@@ -10,8 +10,13 @@ input and call them. Layout, shared by all kernels:
 * ``gen``: ``uint32[capacity]``, odd while the slot holds a live entry. It
   advances on every allocation and release, so an entry id (``gen << 32 | slot``)
   never names a later occupant of the same slot.
-* ``count``: ``uint32[capacity]`` hits served; ``created``/``last``:
-  ``float64[capacity]`` epoch seconds.
+* ``tick``: ``uint32[capacity]``, the recency order as a number: higher is more
+  recent. Breaks distance ties without walking the list.
+* ``count``: ``uint32[capacity]`` hits served.
+* ``created``: ``float64[capacity]`` epoch seconds of the put; ``seen``:
+  ``float32[capacity]`` seconds from the put to the latest use. Relative to the
+  put, the last-use time keeps sub-millisecond precision for a day-old entry
+  while the whole record stays at 64 bytes for 256-bit codes.
 * ``exp``/``heap``/``hpos``: expiry times and an indexed min-heap over the slots
   that have one. Zero-length until the first entry with a time to live.
 * ``state``: ``int64[8]`` holding the scalars below, so kernels can update them.
@@ -23,8 +28,9 @@ from numba import prange
 
 from ._jit import BLOCK, DISABLE_JIT, JIT, JIT_PARALLEL
 
-HEAD, TAIL, FREE, HW, SIZE, HEAPN = 0, 1, 2, 3, 4, 5
+HEAD, TAIL, FREE, HW, SIZE, HEAPN, TICK = 0, 1, 2, 3, 4, 5, 6
 STATE_LEN = 8
+TICK_MAX = np.uint32(0xFFFFFFFF)
 NO_DISTANCE = np.int64(1 << 40)
 
 if DISABLE_JIT:
@@ -55,94 +61,69 @@ def _hamming(a, b):
 
 
 @numba.njit(**JIT)
-def _ahead_in_lru(a, b, prev, n):
-    """True if slot ``a`` is nearer the head of the recency list than ``b``.
-
-    Walks from both slots toward the head in step, so the cost is the distance
-    between them; bounded by ``n`` so a list being relinked by another thread
-    cannot trap the walk.
-    """
-    x = prev[a]
-    y = prev[b]
-    for _ in range(n + 1):
-        if x == b or y < 0:
-            return False
-        if y == a or x < 0:
-            return True
-        x = prev[x]
-        y = prev[y]
-    return False
-
-
-@numba.njit(**JIT)
-def _better(a, da, b, db, last, prev, n):
+def _better(a, da, b, db, tick):
     """Does slot ``a`` at distance ``da`` beat slot ``b`` at ``db``?
 
-    Lower distance wins; on a tie, the more recently used slot.
+    Lower distance wins; on a tie, the more recently used slot (higher tick).
     """
-    if b < 0:
-        return True
-    if da != db:
-        return da < db
-    if last[a] != last[b]:
-        return last[a] > last[b]
-    return _ahead_in_lru(a, b, prev, n)
+    return b < 0 or da < db or (da == db and tick[a] > tick[b])
 
 
 @numba.njit(**JIT)
-def _block_distances(blk, q, dist):
-    m = blk.shape[1]
+def _block_distances(codes, lo, m, q, dist):
+    """Distances from ``q`` to slots ``lo..lo+m`` into ``dist[:m]``; returns their minimum."""
     for j in range(m):
         dist[j] = 0
-    for w in range(blk.shape[0]):
-        row = blk[w]
+    for w in range(codes.shape[0]):
+        # A row slice of a C-contiguous array stays contiguous, and j runs
+        # from 0, so LLVM sees a plain unit-stride loop and vectorises it.
+        row = codes[w, lo : lo + m]
         qw = q[w]
         for j in range(m):
             dist[j] += _popcount(row[j] ^ qw)
-    lo = NO_DISTANCE
+    least = NO_DISTANCE
     for j in range(m):
-        lo = min(lo, dist[j])
-    return lo
+        least = min(least, dist[j])
+    return least
 
 
 @numba.njit(**JIT)
-def _block_top1(blk, base, q, gen, last, prev, n, dist, best, best_d):
-    """Fold one block of codes (slots ``base..``) into the running best."""
-    if _block_distances(blk, q, dist) > best_d:
+def _block_top1(codes, lo, m, q, gen, tick, dist, best, best_d):
+    """Fold slots ``lo..lo+m`` into the running best ``(best, best_d)``."""
+    if _block_distances(codes, lo, m, q, dist) > best_d:
         return best, best_d
-    for j in range(blk.shape[1]):
+    for j in range(m):
         d = dist[j]
         if d <= best_d:
-            s = base + j
-            if gen[s] & 1 and _better(s, d, best, best_d, last, prev, n):
+            s = lo + j
+            if gen[s] & 1 and _better(s, d, best, best_d, tick):
                 best = s
                 best_d = d
     return best, best_d
 
 
 @numba.njit(**JIT)
-def _scan_range(codes, lo, hi, q, gen, last, prev, n):
+def _scan_range(codes, lo, hi, q, gen, tick):
     dist = np.empty(BLOCK, np.int64)
-    part = codes[:, lo:hi]
     best = -1
     best_d = NO_DISTANCE
-    for start in range(0, hi - lo, BLOCK):
-        blk = part[:, start : start + BLOCK]
-        best, best_d = _block_top1(blk, lo + start, q, gen, last, prev, n, dist, best, best_d)
+    for start in range(lo, hi, BLOCK):
+        m = min(BLOCK, hi - start)
+        best, best_d = _block_top1(codes, start, m, q, gen, tick, dist, best, best_d)
     return best, best_d
 
 
 @numba.njit(**JIT)
-def _scan_top1(codes, n, q, gen, last, prev):
+def _scan_top1(codes, n, q, gen, tick):
     """Nearest live slot to ``q`` among the first ``n`` slots: ``(slot, distance)``.
 
     ``slot`` is -1 when no slot is live.
     """
-    return _scan_range(codes, 0, n, q, gen, last, prev, n)
+    return _scan_range(codes, 0, n, q, gen, tick)
 
 
 @numba.njit(**JIT_PARALLEL)
-def _scan_top1_parallel(codes, n, q, gen, last, prev, n_chunks):
+def _scan_top1_parallel(codes, n, q, gen, tick, n_chunks):
     """``_scan_top1`` split over ``n_chunks`` threads."""
     per = (n + n_chunks - 1) // n_chunks
     per = (per + BLOCK - 1) // BLOCK * BLOCK
@@ -151,75 +132,73 @@ def _scan_top1_parallel(codes, n, q, gen, last, prev, n_chunks):
     for c in prange(n_chunks):
         lo = min(n, c * per)
         hi = min(n, lo + per)
-        slots[c], dists[c] = _scan_range(codes, lo, hi, q, gen, last, prev, n)
+        slots[c], dists[c] = _scan_range(codes, lo, hi, q, gen, tick)
     best = -1
     best_d = NO_DISTANCE
     for c in range(n_chunks):
-        if slots[c] >= 0 and _better(slots[c], dists[c], best, best_d, last, prev, n):
+        if slots[c] >= 0 and _better(slots[c], dists[c], best, best_d, tick):
             best = slots[c]
             best_d = dists[c]
     return best, best_d
 
 
 @numba.njit(**JIT)
-def _scan_batch_range(codes, n, queries, qlo, qhi, gen, last, prev, out_slot, out_dist):
+def _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, out_slot, out_dist):
     # Blocks outermost: each block of codes is loaded once and stays in cache
     # while every query of the range is compared with it.
     dist = np.empty(BLOCK, np.int64)
     for i in range(qlo, qhi):
         out_slot[i] = -1
         out_dist[i] = NO_DISTANCE
-    whole = codes[:, :n]
     for start in range(0, n, BLOCK):
-        blk = whole[:, start : start + BLOCK]
+        m = min(BLOCK, n - start)
         for i in range(qlo, qhi):
             out_slot[i], out_dist[i] = _block_top1(
-                blk, start, queries[i], gen, last, prev, n, dist, out_slot[i], out_dist[i]
+                codes, start, m, queries[i], gen, tick, dist, out_slot[i], out_dist[i]
             )
 
 
 @numba.njit(**JIT)
-def _scan_batch(codes, n, queries, gen, last, prev, out_slot, out_dist):
+def _scan_batch(codes, n, queries, gen, tick, out_slot, out_dist):
     """Nearest live slot for each row of ``queries``, into ``out_slot``/``out_dist``."""
-    _scan_batch_range(codes, n, queries, 0, queries.shape[0], gen, last, prev, out_slot, out_dist)
+    _scan_batch_range(codes, n, queries, 0, queries.shape[0], gen, tick, out_slot, out_dist)
 
 
 @numba.njit(**JIT_PARALLEL)
-def _scan_batch_parallel(codes, n, queries, gen, last, prev, out_slot, out_dist, n_chunks):
+def _scan_batch_parallel(codes, n, queries, gen, tick, out_slot, out_dist, n_chunks):
     """``_scan_batch`` with the queries split over ``n_chunks`` threads."""
     nq = queries.shape[0]
     per = (nq + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         qlo = min(nq, c * per)
         qhi = min(nq, qlo + per)
-        _scan_batch_range(codes, n, queries, qlo, qhi, gen, last, prev, out_slot, out_dist)
+        _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, out_slot, out_dist)
 
 
 @numba.njit(**JIT)
-def _topk(codes, n, q, gen, last, prev, out_slot, out_dist):
+def _topk(codes, n, q, gen, tick, out_slot, out_dist):
     """The ``len(out_slot)`` nearest live slots, best first; returns how many."""
     k = out_slot.shape[0]
     if k == 0:
         return 0
     dist = np.empty(BLOCK, np.int64)
-    whole = codes[:, :n]
     found = 0
     for start in range(0, n, BLOCK):
-        blk = whole[:, start : start + BLOCK]
-        lo = _block_distances(blk, q, dist)
-        if found == k and lo > out_dist[k - 1]:
+        m = min(BLOCK, n - start)
+        least = _block_distances(codes, start, m, q, dist)
+        if found == k and least > out_dist[k - 1]:
             continue
-        for j in range(blk.shape[1]):
+        for j in range(m):
             s = start + j
             d = dist[j]
             if not gen[s] & 1:
                 continue
-            if found == k and not _better(s, d, out_slot[k - 1], out_dist[k - 1], last, prev, n):
+            if found == k and not _better(s, d, out_slot[k - 1], out_dist[k - 1], tick):
                 continue
             if found < k:
                 found += 1
             i = found - 1
-            while i > 0 and _better(s, d, out_slot[i - 1], out_dist[i - 1], last, prev, n):
+            while i > 0 and _better(s, d, out_slot[i - 1], out_dist[i - 1], tick):
                 out_slot[i] = out_slot[i - 1]
                 out_dist[i] = out_dist[i - 1]
                 i -= 1
@@ -232,11 +211,10 @@ def _topk(codes, n, q, gen, last, prev, out_slot, out_dist):
 def _distances(codes, n, q, out):
     """Hamming distance from ``q`` to each of the first ``n`` columns of ``codes``."""
     dist = np.empty(BLOCK, np.int64)
-    whole = codes[:, :n]
     for start in range(0, n, BLOCK):
-        blk = whole[:, start : start + BLOCK]
-        _block_distances(blk, q, dist)
-        for j in range(blk.shape[1]):
+        m = min(BLOCK, n - start)
+        _block_distances(codes, start, m, q, dist)
+        for j in range(m):
             out[start + j] = dist[j]
 
 
@@ -270,13 +248,34 @@ def _push_front(prev, nxt, state, s):
 
 
 @numba.njit(**JIT)
-def _touch(prev, nxt, count, last, state, s, now):
+def _stamp(prev, tick, state, s):
+    """Give slot ``s``, just moved to the head, the next recency tick.
+
+    When the 32-bit counter would wrap, the live slots are renumbered 1..size
+    from the tail: O(size) once per four billion uses.
+    """
+    t = state[TICK] + 1
+    if t > TICK_MAX:
+        t = 0
+        k = state[TAIL]
+        while k >= 0:
+            t += 1
+            tick[k] = t
+            k = prev[k]
+    else:
+        tick[s] = t
+    state[TICK] = t
+
+
+@numba.njit(**JIT)
+def _touch(prev, nxt, tick, count, created, seen, state, s, now):
     """Record a hit on slot ``s``: move it to the head, stamp it, count it."""
     if state[HEAD] != s:
         _unlink(prev, nxt, state, s)
         _push_front(prev, nxt, state, s)
-    last[s] = now
-    if count[s] < np.uint32(0xFFFFFFFF):
+    _stamp(prev, tick, state, s)
+    seen[s] = now - created[s]
+    if count[s] < TICK_MAX:
         count[s] += np.uint32(1)
 
 
@@ -373,7 +372,7 @@ def _purge_expired(prev, nxt, gen, exp, heap, hpos, state, now, out):
 
 
 @numba.njit(**JIT)
-def _insert(codes, new, new_exp, prev, nxt, gen, count, created, last, exp, heap, hpos,
+def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp, heap, hpos,
             state, now, out_slot):
     """Store each row of ``new``; returns how many live entries were evicted.
 
@@ -400,8 +399,9 @@ def _insert(codes, new, new_exp, prev, nxt, gen, count, created, last, exp, heap
         gen[s] += np.uint32(1)
         count[s] = 0
         created[s] = now
-        last[s] = now
+        seen[s] = 0.0
         _push_front(prev, nxt, state, s)
+        _stamp(prev, tick, state, s)
         state[SIZE] += 1
         if exp.shape[0] > 0:
             exp[s] = new_exp[i]

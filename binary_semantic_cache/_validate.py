@@ -14,13 +14,17 @@ MAX_ENTRIES_LIMIT = 2**31 - 1  # slots are linked with int32 indices
 
 
 def embeddings(x, dim, *, ndim, what="embedding"):
-    """``x`` as C-contiguous float32 rows scaled to max-abs 1.
+    """``x`` as C-contiguous float32 rows, ready to project.
 
-    ``ndim`` is 1, 2, or None (either). Scaling first keeps float64 values
-    outside float32's range from overflowing or flushing to zero; it does not
-    change any sign the projection sees.
+    ``ndim`` is 1, 2, or None (either). Rows whose squared norm is comfortably
+    inside float32's range pass through unscaled (without a copy when they are
+    float32 already); others are scaled to max-abs 1 first, so float64 values
+    beyond float32's range neither overflow nor flush to zero. Scaling by a
+    positive number changes no sign the projection sees.
     """
-    arr = _numeric_array(x, what)
+    arr = x if type(x) is np.ndarray else _numeric_array(x, what)
+    if arr.dtype.kind not in "fiu":
+        _numeric_array(arr, what)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(_ndim_message(arr, dim, ndim, what))
     if arr.ndim not in (1, 2):
@@ -31,9 +35,22 @@ def embeddings(x, dim, *, ndim, what="embedding"):
             f"{arr.shape[-1]}; embed with the model the encoder was built for, or build "
             f"the encoder with BinaryEncoder(embedding_dim={arr.shape[-1]})"
         )
-    rows = arr.reshape(-1, dim)
-    if rows.shape[0] == 0:
+    if arr.size == 0:
         return np.zeros(arr.shape, np.float32)
+    if arr.dtype.kind == "f":
+        with np.errstate(all="ignore"):
+            sq = np.einsum("...i,...i->...", arr, arr)
+        if np.all((sq > _SQ_LOW) & (sq < _SQ_HIGH)):  # False for NaN and inf
+            return np.ascontiguousarray(arr, dtype=np.float32)
+    return _scaled(arr, dim, what)
+
+
+# Squared norms inside this band cast to float32 without overflow or underflow.
+_SQ_LOW, _SQ_HIGH = 1e-30, 1e30
+
+
+def _scaled(arr, dim, what):
+    rows = arr.reshape(-1, dim)
     with np.errstate(invalid="ignore", over="ignore"):
         peak = np.max(np.abs(rows), axis=1)
     bad = ~np.isfinite(peak)

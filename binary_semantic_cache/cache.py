@@ -157,7 +157,7 @@ class BinarySemanticCache:
             idx = self._index
             slots = np.empty(min(k, idx.size), np.int64)
             dists = np.empty_like(slots)
-            found = K._topk(idx.codes, idx.high_water, q, idx.gen, idx.last, idx.prev, slots, dists)
+            found = K._topk(idx.codes, idx.high_water, q, idx.gen, idx.tick, slots, dists)
             return [self._entry(s, d) for s, d in zip(slots[:found], dists[:found])]
 
     def _lookup(self, codes, threshold):
@@ -180,21 +180,20 @@ class BinarySemanticCache:
     def _scan(self, codes, slots, dists):
         idx = self._index
         n = idx.high_water
-        threads = numba.get_num_threads()
         wide = self._parallel if self._parallel is not None else (
             n * codes.shape[0] >= PARALLEL_MIN_CODES)
+        threads = numba.get_num_threads() if wide else 1
         if codes.shape[0] == 1:
-            if wide and threads > 1:
-                found = K._scan_top1_parallel(idx.codes, n, codes[0], idx.gen, idx.last, idx.prev,
-                                              threads)
+            if threads > 1:
+                found = K._scan_top1_parallel(idx.codes, n, codes[0], idx.gen, idx.tick, threads)
             else:
-                found = K._scan_top1(idx.codes, n, codes[0], idx.gen, idx.last, idx.prev)
+                found = K._scan_top1(idx.codes, n, codes[0], idx.gen, idx.tick)
             slots[0], dists[0] = found
-        elif wide and threads > 1 and codes.shape[0] > 1:
-            K._scan_batch_parallel(idx.codes, n, codes, idx.gen, idx.last, idx.prev, slots, dists,
+        elif threads > 1:
+            K._scan_batch_parallel(idx.codes, n, codes, idx.gen, idx.tick, slots, dists,
                                    min(threads, codes.shape[0]))
         else:
-            K._scan_batch(idx.codes, n, codes, idx.gen, idx.last, idx.prev, slots, dists)
+            K._scan_batch(idx.codes, n, codes, idx.gen, idx.tick, slots, dists)
 
     def _record(self, slots, dists, threshold, now):
         """Turn scan results into hits or misses; the lock is held."""
@@ -206,7 +205,7 @@ class BinarySemanticCache:
                 self._misses += 1
                 out.append(None)
                 continue
-            K._touch(idx.prev, idx.nxt, idx.count, idx.last, idx.state, s, now)
+            K._touch(idx.prev, idx.nxt, idx.tick, idx.count, idx.created, idx.seen, idx.state, s, now)
             self._hits += 1
             out.append(self._entry(s, d))
         return out
@@ -216,7 +215,8 @@ class BinarySemanticCache:
         return CacheEntry(
             id=self._id(slot), response=self._responses[slot],
             similarity=float(self._similarity[distance]), created_at=float(idx.created[slot]),
-            last_accessed=float(idx.last[slot]), access_count=int(idx.count[slot]))
+            last_accessed=float(idx.created[slot] + idx.seen[slot]),
+            access_count=int(idx.count[slot]))
 
     # ------------------------------------------------------------ writes
 
@@ -254,8 +254,8 @@ class BinarySemanticCache:
             slots = np.empty(m, np.int64)
             fresh_before = idx.high_water
             self._evictions += K._insert(
-                idx.codes, codes, expires, idx.prev, idx.nxt, idx.gen, idx.count, idx.created,
-                idx.last, idx.exp, idx.heap, idx.hpos, idx.state, now, slots)
+                idx.codes, codes, expires, idx.prev, idx.nxt, idx.gen, idx.tick, idx.count,
+                idx.created, idx.seen, idx.exp, idx.heap, idx.hpos, idx.state, now, slots)
             if idx.high_water - fresh_before < m:
                 self._version += 1  # a slot a reader may be scanning was rewritten
             slot_list = slots.tolist()

@@ -1,0 +1,103 @@
+"""``bsc demo``: a semantic cache in front of a simulated support bot.
+
+Offline, on real customer questions (the bundled Banking77 subset): the cache
+is filled with answered training questions, then unseen test questions are
+replayed. A hit whose cached answer belongs to the question's own intent is a
+correct hit; any other hit is a wrong answer served from cache. A miss "calls
+the LLM" (the answer of the true intent) and caches the result.
+"""
+
+import time
+
+import numpy as np
+
+from . import datasets
+from ._progress import Progress
+from .cache import BinarySemanticCache
+from .encoder import BinaryEncoder
+
+
+def answer(intent):
+    return f"[support answer for '{intent}']"
+
+
+def run(*, threshold=0.80, code_bits=256, seed=42, out=print):
+    train, test = datasets.banking77()
+    encoder = BinaryEncoder(embedding_dim=train.embeddings.shape[1], code_bits=code_bits,
+                            seed=seed)
+    cache = BinarySemanticCache(encoder, max_entries=len(train) + len(test),
+                                similarity_threshold=threshold)
+    t0 = time.perf_counter()
+    cache.get(train.embeddings[0])  # compiles the kernels, or loads them from disk
+    warmup = time.perf_counter() - t0
+
+    put_times = []
+    with Progress("caching answers", len(train)) as bar:
+        for vec, intent in zip(train.embeddings, train.labels):
+            t = time.perf_counter()
+            cache.put(vec, answer(intent))
+            put_times.append(time.perf_counter() - t)
+            bar.update()
+
+    get_times, nearest, examples = [], [], {"correct": [], "wrong": [], "miss": []}
+    hits = correct = 0
+    with Progress("replaying questions", len(test)) as bar:
+        for text, vec, intent in zip(test.texts, test.embeddings, test.labels):
+            nearest.append(cache.search(vec, k=1)[0])
+            t = time.perf_counter()
+            hit = cache.get(vec)
+            get_times.append(time.perf_counter() - t)
+            if hit is None:
+                cache.put(vec, answer(intent))
+                kind = "miss"
+            else:
+                hits += 1
+                good = hit.response == answer(intent)
+                correct += good
+                kind = "correct" if good else "wrong"
+            examples[kind].append((text, hit))
+            bar.update()
+
+    n = len(test)
+    stats = cache.stats()
+    out(f"\nbinary_semantic_cache demo: Banking77 (CC BY 4.0, PolyAI), all-MiniLM-L6-v2 "
+        f"embeddings, {code_bits}-bit codes, threshold {threshold}")
+    out(f"  cached questions      {len(train):>8,}   unseen questions {n:,}")
+    out(f"  hit rate              {hits / n:>8.1%}")
+    out(f"  correct hits          {correct / n:>8.1%}   (of all questions)")
+    out(f"  wrong hits            {(hits - correct) / n:>8.1%}   "
+        f"(precision {correct / max(hits, 1):.1%})")
+    out(f"  get latency p50/p99   {_us(get_times, 50):>8} / {_us(get_times, 99)} us")
+    out(f"  put latency p50/p99   {_us(put_times, 50):>8} / {_us(put_times, 99)} us")
+    out(f"  index memory / entry  {stats.memory_bytes / cache.max_entries:>8.0f} bytes "
+        f"(codes {code_bits // 8} B + metadata), responses aside")
+    out(f"  kernel warm-up        {warmup:>8.2f} s   (first run compiles; later runs load "
+        "the on-disk cache)")
+    _print_thresholds(nearest, test.labels, out)
+    _print_examples(examples, out)
+    return {"hit_rate": hits / n, "correct_rate": correct / n,
+            "wrong_rate": (hits - correct) / n, "stats": stats}
+
+
+def _us(times, q):
+    return f"{np.percentile(times, q) * 1e6:.0f}"
+
+
+def _print_thresholds(nearest, labels, out):
+    sims = np.array([e.similarity for e in nearest])
+    right = np.array([e.response == answer(lab) for e, lab in zip(nearest, labels)])
+    out("\n  against the initial cache, other thresholds would give:")
+    out("  threshold   hit rate   correct   wrong   precision")
+    for t in (0.70, 0.75, 0.80, 0.85, 0.90, 0.95):
+        hit = sims >= t
+        prec = (hit & right).sum() / max(hit.sum(), 1)
+        out(f"  {t:>9.2f}   {hit.mean():>8.1%}   {(hit & right).mean():>7.1%}   "
+            f"{(hit & ~right).mean():>5.1%}   {prec:>9.1%}")
+
+
+def _print_examples(examples, out):
+    out("\n  examples:")
+    for kind in ("correct", "wrong", "miss"):
+        for text, hit in examples[kind][:2]:
+            got = "-" if hit is None else f"{hit.response} (similarity {hit.similarity:.2f})"
+            out(f"  {kind:>7}: {text[:60]!r} -> {got}")

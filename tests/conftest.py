@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+from hypothesis import settings
+
+# Kernels compile on first call; a per-example deadline would time the compiler.
+settings.register_profile("default", deadline=None)
+settings.load_profile("default")
+
+from binary_semantic_cache import _kernels as K
+
+
+class FakeClock:
+    """A clock the test moves by hand, so nothing ever sleeps."""
+
+    def __init__(self, now=1_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def recency(index):
+    """Live slots of an Index, walking the list from the head."""
+    out, s = [], int(index.state[K.HEAD])
+    while s >= 0:
+        out.append(s)
+        s = int(index.nxt[s])
+        assert len(out) <= index.capacity, "recency list has a cycle"
+    return out
+
+
+def free_list(index):
+    out, s = [], int(index.state[K.FREE])
+    while s >= 0:
+        out.append(s)
+        s = int(index.nxt[s])
+        assert len(out) <= index.capacity, "free list has a cycle"
+    return out
+
+
+def check_invariants(index):
+    """Every structural invariant of an Index; returns the recency order."""
+    order = recency(index)
+    free = free_list(index)
+    hw = index.high_water
+    live = [s for s in range(hw) if index.gen[s] % 2 == 1]
+    assert sorted(order) == live, "recency list and live slots disagree"
+    assert sorted(free) == [s for s in range(hw) if index.gen[s] % 2 == 0]
+    assert index.size == len(order)
+    if order:
+        assert index.state[K.TAIL] == order[-1]
+        assert all(index.prev[b] == a for a, b in zip(order, order[1:]))
+        ticks = [int(index.tick[s]) for s in order]
+        assert ticks == sorted(ticks, reverse=True) and len(set(ticks)) == len(ticks)
+    else:
+        assert index.state[K.TAIL] == -1
+    if index.has_expiry:
+        n = int(index.state[K.HEAPN])
+        heap = index.heap[:n]
+        assert sorted(heap.tolist()) == sorted(s for s in order if np.isfinite(index.exp[s]))
+        for i in range(1, n):
+            assert index.exp[heap[(i - 1) // 2]] <= index.exp[heap[i]]
+        assert all(index.hpos[heap[i]] == i for i in range(n))
+    return order
+
+
+def random_codes(rng, n_words, n):
+    return rng.integers(0, 2**64, size=(n_words, n), dtype=np.uint64, endpoint=False)

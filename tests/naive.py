@@ -1,0 +1,106 @@
+"""Plain-Python references for every kernel in binary_semantic_cache._kernels.
+
+Written for clarity, not speed: no NumPy tricks, no blocks, no shared state.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+
+def popcount(x):
+    return bin(int(x)).count("1")
+
+
+def hamming(a, b):
+    return sum(popcount(int(x) ^ int(y)) for x, y in zip(a, b))
+
+
+def distances(codes, n, q):
+    """``codes`` is column-wise: ``codes[w, slot]``."""
+    return [hamming(codes[:, j], q) for j in range(n)]
+
+
+def ranked(codes, n, q, gen, tick):
+    """Live slots ordered best first: lower distance, then higher tick."""
+    live = [j for j in range(n) if int(gen[j]) % 2 == 1]
+    return sorted(((hamming(codes[:, j], q), -int(tick[j]), j) for j in live))
+
+
+def scan_top1(codes, n, q, gen, tick):
+    best = ranked(codes, n, q, gen, tick)
+    return (best[0][2], best[0][0]) if best else (-1, None)
+
+
+def topk(codes, n, q, gen, tick, k):
+    return [(j, d) for d, _, j in ranked(codes, n, q, gen, tick)[:k]]
+
+
+def encode(x, planes):
+    """Bit i is set when the projection on hyperplane i is positive."""
+    x = np.asarray(x, np.float64)
+    bits = [float(np.dot(x, planes[:, i])) > 0 for i in range(planes.shape[1])]
+    words = []
+    for w in range(len(bits) // 64):
+        value = 0
+        for i in range(64):
+            if bits[w * 64 + i]:
+                value |= 1 << i
+        words.append(value)
+    return words
+
+
+class SlotModel:
+    """The slot allocator and recency list, kept the obvious way.
+
+    ``order`` is an OrderedDict from slot to None, least recent first.
+    """
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.order = OrderedDict()
+        self.free = []  # stack: the last slot released is reused first
+        self.high_water = 0
+        self.gen = {}
+        self.expiry = {}
+        self.count = {}
+
+    def insert(self, expires=float("inf")):
+        evicted = None
+        if self.free:
+            s = self.free.pop()
+        elif self.high_water < self.capacity:
+            s = self.high_water
+            self.high_water += 1
+            self.gen[s] = 0
+        else:
+            s = next(iter(self.order))
+            self.release(s)
+            self.free.pop()
+            evicted = s
+        self.gen[s] += 1
+        self.order[s] = None
+        self.count[s] = 0
+        if expires != float("inf"):
+            self.expiry[s] = expires
+        return s, evicted
+
+    def touch(self, s):
+        self.order.move_to_end(s)
+        self.count[s] += 1
+
+    def release(self, s):
+        del self.order[s]
+        self.gen[s] += 1
+        self.free.append(s)
+        self.expiry.pop(s, None)
+
+    def purge(self, now):
+        gone = sorted((t, s) for s, t in self.expiry.items() if t <= now)
+        for _, s in gone:
+            self.release(s)
+        return [s for _, s in gone]
+
+    def recency(self):
+        """Live slots, most recent first."""
+        return list(reversed(self.order))

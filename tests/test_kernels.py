@@ -1,0 +1,209 @@
+"""Each kernel against its plain-Python twin in naive.py."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from binary_semantic_cache import _kernels as K
+from binary_semantic_cache._index import Index
+from binary_semantic_cache._jit import BLOCK
+
+from . import naive
+from .conftest import check_invariants, random_codes
+
+words = st.integers(0, 2**64 - 1)
+code_pairs = st.integers(1, 8).flatmap(
+    lambda w: st.tuples(st.lists(words, min_size=w, max_size=w),
+                        st.lists(words, min_size=w, max_size=w)))
+
+
+def u64(values):
+    return np.array(values, dtype=np.uint64)
+
+
+@given(code_pairs)
+def test_hamming_matches_naive_and_is_a_metric(pair):
+    a, b = u64(pair[0]), u64(pair[1])
+    assert K._hamming(a, b) == naive.hamming(a, b)
+    assert K._hamming(a, a) == 0
+    assert K._hamming(a, b) == K._hamming(b, a)
+    assert K._hamming(a, ~a) == 64 * a.size
+
+
+@pytest.mark.parametrize("value", [0, 1, 2**63, 2**64 - 1, 0x5555555555555555])
+def test_popcount_edges(value):
+    assert K._hamming(u64([value]), u64([0])) == naive.popcount(value)
+
+
+def make_scan_case(rng, n_words, n, kind):
+    codes = random_codes(rng, n_words, n)
+    if kind == "zeros":
+        codes[:] = 0
+    elif kind == "ones":
+        codes[:] = np.uint64(2**64 - 1)
+    elif kind == "duplicates" and n:
+        codes[:, :] = codes[:, rng.integers(0, n, size=n)]  # many exact ties
+    gen = np.ones(n, np.uint32)
+    if kind == "holes" and n:
+        gen[rng.random(n) < 0.5] = 2  # released slots
+    tick = rng.permutation(n).astype(np.uint32) + 1
+    q = codes[:, rng.integers(0, n)].copy() if n and kind != "far" else random_codes(rng, n_words, 1)[:, 0]
+    return codes, gen, tick, q
+
+
+KINDS = ["random", "zeros", "ones", "duplicates", "holes", "far"]
+SIZES = [0, 1, 2, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 37]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n", SIZES)
+def test_scan_top1_matches_naive(kind, n):
+    rng = np.random.default_rng(n * 31 + len(kind))
+    codes, gen, tick, q = make_scan_case(rng, 4, n, kind)
+    want = naive.scan_top1(codes, n, q, gen, tick)
+    s, d = K._scan_top1(codes, n, q, gen, tick)
+    assert (s, d if s >= 0 else None) == want
+    for chunks in (1, 2, 3):
+        s, d = K._scan_top1_parallel(codes, n, q, gen, tick, chunks)
+        assert (s, d if s >= 0 else None) == want
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("n", [0, 1, BLOCK + 1, 2 * BLOCK + 37])
+def test_scan_batch_matches_naive(kind, n):
+    rng = np.random.default_rng(n + 7 * len(kind))
+    codes, gen, tick, _ = make_scan_case(rng, 2, n, kind)
+    queries = np.ascontiguousarray(random_codes(rng, 2, 5).T)
+    if n:
+        queries[:3] = codes[:, :3].T
+    want = [naive.scan_top1(codes, n, q, gen, tick) for q in queries]
+    for run in ("serial", 1, 2, 4):
+        slots = np.empty(5, np.int64)
+        dists = np.empty(5, np.int64)
+        if run == "serial":
+            K._scan_batch(codes, n, queries, gen, tick, slots, dists)
+        else:
+            K._scan_batch_parallel(codes, n, queries, gen, tick, slots, dists, run)
+        got = [(s, d if s >= 0 else None) for s, d in zip(slots.tolist(), dists.tolist())]
+        assert got == want
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("k", [1, 3, 50])
+def test_topk_matches_naive(kind, k):
+    rng = np.random.default_rng(k + len(kind))
+    n = BLOCK + 100
+    codes, gen, tick, q = make_scan_case(rng, 3, n, kind)
+    slots = np.empty(k, np.int64)
+    dists = np.empty(k, np.int64)
+    found = K._topk(codes, n, q, gen, tick, slots, dists)
+    assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == naive.topk(
+        codes, n, q, gen, tick, k)
+
+
+def test_distances_match_naive():
+    rng = np.random.default_rng(3)
+    codes = random_codes(rng, 5, BLOCK + 3)
+    q = random_codes(rng, 5, 1)[:, 0]
+    out = np.empty(BLOCK + 3, np.int64)
+    K._distances(codes, BLOCK + 3, q, out)
+    assert out.tolist() == naive.distances(codes, BLOCK + 3, q)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.sampled_from([1, 2, 4, 64]))
+def test_scan_property_matches_naive(seed, n, n_words):
+    rng = np.random.default_rng(seed)
+    codes, gen, tick, q = make_scan_case(rng, n_words, n, "holes")
+    s, d = K._scan_top1(codes, n, q, gen, tick)
+    assert (s, d if s >= 0 else None) == naive.scan_top1(codes, n, q, gen, tick)
+
+
+def test_scan_accepts_read_only_and_memory_mapped_codes(tmp_path):
+    rng = np.random.default_rng(5)
+    codes, gen, tick, q = make_scan_case(rng, 4, 3000, "random")
+    mapped = np.lib.format.open_memmap(tmp_path / "codes.npy", mode="w+", dtype=np.uint64,
+                                       shape=codes.shape)
+    mapped[:] = codes
+    mapped.flush()
+    del mapped
+    view = np.load(tmp_path / "codes.npy", mmap_mode="r")
+    assert not view.flags.writeable
+    want = naive.scan_top1(codes, 3000, q, gen, tick)
+    assert K._scan_top1(view, 3000, q, gen, tick) == want
+    frozen = codes.copy()
+    frozen.flags.writeable = False
+    assert K._scan_top1(frozen, 3000, q, gen, tick) == want
+
+
+# ------------------------------------------------------------ slots and recency
+
+
+def insert(index, rng, now, expires=np.inf):
+    new = random_codes(rng, index.codes.shape[0], 1).T.copy()
+    out = np.empty(1, np.int64)
+    evicted = K._insert(index.codes, new, np.array([expires]), index.prev, index.nxt, index.gen,
+                        index.tick, index.count, index.created, index.seen, index.exp,
+                        index.heap, index.hpos, index.state, now, out)
+    return int(out[0]), evicted, new[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["insert", "insert_ttl", "touch", "release", "purge"]),
+                          st.integers(0, 10**6)), max_size=80),
+       st.integers(1, 9))
+def test_slot_kernels_match_model(ops, capacity):
+    index = Index(2, capacity)
+    index.enable_expiry()
+    model = naive.SlotModel(capacity)
+    rng = np.random.default_rng(capacity)
+    now = 0.0
+    for step, (op, arg) in enumerate(ops):
+        now += 1.0
+        live = model.recency()
+        if op.startswith("insert"):
+            expires = now + 1 + arg % 7 + step * 1e-6 if op == "insert_ttl" else np.inf
+            model.purge(now)
+            K._purge_expired(index.prev, index.nxt, index.gen, index.exp, index.heap,
+                             index.hpos, index.state, now, np.empty(capacity, np.int64))
+            want_slot, want_evicted = model.insert(expires)
+            slot, evicted, code = insert(index, rng, now, expires)
+            assert (slot, evicted) == (want_slot, int(want_evicted is not None))
+            assert index.codes[:, slot].tolist() == code.tolist()
+        elif op == "touch" and live:
+            s = live[arg % len(live)]
+            model.touch(s)
+            K._touch(index.prev, index.nxt, index.tick, index.count, index.created, index.seen,
+                     index.state, s, now)
+            assert index.seen[s] == np.float32(now - index.created[s])
+        elif op == "release" and live:
+            s = live[arg % len(live)]
+            model.release(s)
+            K._release(index.prev, index.nxt, index.gen, index.exp, index.heap, index.hpos,
+                       index.state, s)
+        elif op == "purge":
+            out = np.empty(capacity, np.int64)
+            m = K._purge_expired(index.prev, index.nxt, index.gen, index.exp, index.heap,
+                                 index.hpos, index.state, now + arg % 5, out)
+            assert out[:m].tolist() == model.purge(now + arg % 5)
+        assert check_invariants(index) == model.recency()
+        assert [int(index.gen[s]) for s in range(index.high_water)] == [
+            model.gen[s] for s in range(model.high_water)]
+        assert all(int(index.count[s]) == model.count[s] for s in model.recency())
+
+
+def test_tick_wrap_renumbers_in_recency_order():
+    index = Index(1, 8)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        insert(index, rng, 1.0)
+    before = check_invariants(index)
+    index.state[K.TICK] = int(K.TICK_MAX) - 1
+    for s in (before[-1], before[-2]):  # touch the two oldest: the counter wraps
+        K._touch(index.prev, index.nxt, index.tick, index.count, index.created, index.seen,
+                 index.state, s, 2.0)
+    order = check_invariants(index)
+    assert order == [before[-2], before[-1]] + before[:-2]
+    assert index.tick[order].tolist() == [5, 4, 3, 2, 1]
+    assert index.state[K.TICK] == 5
