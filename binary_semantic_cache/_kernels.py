@@ -373,8 +373,10 @@ def _purge_expired(prev, nxt, gen, exp, heap, hpos, state, now, out):
 
 @numba.njit(**JIT)
 def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp, heap, hpos,
-            state, now, out_slot):
+            state, now, out_slot, out_gen):
     """Store each row of ``new``; returns how many live entries were evicted.
+
+    Row ``i`` lands in slot ``out_slot[i]`` with generation ``out_gen[i]``.
 
     A slot comes from the free list, then from never-used capacity, and only
     then from the least recently used entry. The caller sizes the arrays first.
@@ -408,4 +410,5 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
             if new_exp[i] < np.inf:
                 _heap_push(heap, hpos, exp, state, s)
         out_slot[i] = s
+        out_gen[i] = gen[s]
     return evicted

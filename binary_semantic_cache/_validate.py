@@ -40,7 +40,8 @@ def embeddings(x, dim, *, ndim, what="embedding"):
     if arr.dtype.kind == "f":
         with np.errstate(all="ignore"):
             sq = np.einsum("...i,...i->...", arr, arr)
-        if np.all((sq > _SQ_LOW) & (sq < _SQ_HIGH)):  # False for NaN and inf
+            inside = np.all((sq > _SQ_LOW) & (sq < _SQ_HIGH))  # False for NaN and inf
+        if inside:
             return np.ascontiguousarray(arr, dtype=np.float32)
     return _scaled(arr, dim, what)
 

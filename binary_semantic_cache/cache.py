@@ -252,16 +252,17 @@ class BinarySemanticCache:
             self._reserve(m)
             idx = self._index
             slots = np.empty(m, np.int64)
+            gens = np.empty(m, np.uint32)
             fresh_before = idx.high_water
             self._evictions += K._insert(
                 idx.codes, codes, expires, idx.prev, idx.nxt, idx.gen, idx.tick, idx.count,
-                idx.created, idx.seen, idx.exp, idx.heap, idx.hpos, idx.state, now, slots)
+                idx.created, idx.seen, idx.exp, idx.heap, idx.hpos, idx.state, now, slots, gens)
             if idx.high_water - fresh_before < m:
                 self._version += 1  # a slot a reader may be scanning was rewritten
             slot_list = slots.tolist()
             for s, response in zip(slot_list, responses):
                 self._responses[s] = response
-            return [self._id(s) for s in slot_list]
+            return [(g << 32) | s for s, g in zip(slot_list, gens.tolist())]
 
     def _reserve(self, m):
         """Grow the arrays so ``m`` more puts need no eviction, up to max_entries."""
