@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from binary_semantic_cache import cli, datasets, demo
 
 
@@ -20,7 +22,7 @@ def test_demo_reports_quality_and_latency(capsys):
     for label in ("hit rate", "correct hits", "wrong hits", "get latency p50/p99",
                   "put latency p50/p99", "index memory / entry"):
         assert label in text
-    assert result["hit_rate"] == result["correct_rate"] + result["wrong_rate"]
+    assert result["hit_rate"] == pytest.approx(result["correct_rate"] + result["wrong_rate"])
     # Same intent should dominate what is served at the default threshold.
     assert result["correct_rate"] > 4 * result["wrong_rate"] > 0
     assert result["stats"].memory_bytes / result["stats"].max_size <= 64
@@ -34,8 +36,7 @@ def test_bsc_demo_command_runs():
 
 
 def test_bsc_rejects_bad_options(capsys):
-    try:
+    with pytest.raises(SystemExit) as exc:
         cli.main(["demo", "--threshold", "3"])
-    except SystemExit as exc:
-        assert exc.code == 2
+    assert exc.value.code == 2
     assert "threshold in [-1, 1]" in capsys.readouterr().err
