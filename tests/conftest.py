@@ -27,23 +27,23 @@ def clock():
     return FakeClock()
 
 
-def recency(index):
-    """Live slots of an Index, walking the list from the head."""
-    out, s = [], int(index.state[K.HEAD])
+def walk(index, start):
+    """Slots chained through ``nxt`` from ``start`` (the recency or the free list)."""
+    out, s = [], int(start)
     while s >= 0:
         out.append(s)
         s = int(index.nxt[s])
-        assert len(out) <= index.capacity, "recency list has a cycle"
+        assert len(out) <= index.capacity, "linked list has a cycle"
     return out
+
+
+def recency(index):
+    """Live slots of an Index, most recent first."""
+    return walk(index, index.state[K.HEAD])
 
 
 def free_list(index):
-    out, s = [], int(index.state[K.FREE])
-    while s >= 0:
-        out.append(s)
-        s = int(index.nxt[s])
-        assert len(out) <= index.capacity, "free list has a cycle"
-    return out
+    return walk(index, index.state[K.FREE])
 
 
 def check_invariants(index):
