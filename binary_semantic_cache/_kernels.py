@@ -376,7 +376,8 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
             state, now, out_slot, out_gen):
     """Store each row of ``new``; returns how many live entries were evicted.
 
-    Row ``i`` lands in slot ``out_slot[i]`` with generation ``out_gen[i]``.
+    Row ``i`` lands in slot ``out_slot[i]`` with generation ``out_gen[i]`` and
+    expires at ``new_exp[i]``; an empty ``new_exp`` means no row expires.
 
     A slot comes from the free list, then from never-used capacity, and only
     then from the least recently used entry. The caller sizes the arrays first.
@@ -406,8 +407,8 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
         _stamp(prev, tick, state, s)
         state[SIZE] += 1
         if exp.shape[0] > 0:
-            exp[s] = new_exp[i]
-            if new_exp[i] < np.inf:
+            exp[s] = new_exp[i] if new_exp.shape[0] > 0 else np.inf
+            if exp[s] < np.inf:
                 _heap_push(heap, hpos, exp, state, s)
         out_slot[i] = s
         out_gen[i] = gen[s]

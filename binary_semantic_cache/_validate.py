@@ -37,7 +37,12 @@ def embeddings(x, dim, *, ndim, what="embedding"):
         )
     if arr.size == 0:
         return np.zeros(arr.shape, np.float32)
-    if arr.dtype.kind == "f":
+    if arr.ndim == 1 and arr.dtype.kind == "f" and arr.dtype.itemsize >= 4:
+        sq = float(arr @ arr)  # one BLAS dot; NaN or inf fail the test below
+        if _SQ_LOW < sq < _SQ_HIGH:
+            return arr if arr.dtype == np.float32 and arr.flags.c_contiguous else \
+                np.ascontiguousarray(arr, dtype=np.float32)
+    elif arr.dtype.kind == "f":
         with np.errstate(all="ignore"):
             sq = np.einsum("...i,...i->...", arr, arr)
             inside = np.all((sq > _SQ_LOW) & (sq < _SQ_HIGH))  # False for NaN and inf

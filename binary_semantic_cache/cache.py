@@ -15,6 +15,7 @@ from .results import CacheEntry, CacheStats
 
 # Lock-free scans retried before a lookup takes the lock for its scan.
 _OPTIMISTIC_TRIES = 2
+_NO_EXPIRY = np.zeros(0)  # expiry times of rows put without a time to live
 
 
 class BinarySemanticCache:
@@ -245,7 +246,7 @@ class BinarySemanticCache:
         m = codes.shape[0]
         with self._lock:
             now = self._clock()
-            expires = np.full(m, np.inf if ttl is None else now + ttl)
+            expires = _NO_EXPIRY if ttl is None else np.full(m, now + ttl)
             if ttl is not None and not self._index.has_expiry:
                 self._index.enable_expiry()
             self._purge(now)
