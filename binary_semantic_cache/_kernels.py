@@ -53,6 +53,18 @@ else:
 
 
 @numba.njit(**JIT)
+def _pack_signs(proj, out):
+    """Bit ``i`` of row ``r`` is ``proj[r, i] > 0``, in word ``i // 64`` at ``i % 64``."""
+    for r in range(proj.shape[0]):
+        for w in range(out.shape[1]):
+            word = np.uint64(0)
+            for b in range(64):
+                if proj[r, w * 64 + b] > 0:
+                    word |= np.uint64(1) << np.uint64(b)
+            out[r, w] = word
+
+
+@numba.njit(**JIT)
 def _hamming(a, b):
     d = 0
     for w in range(a.shape[0]):

@@ -37,9 +37,11 @@ def embeddings(x, dim, *, ndim, what="embedding"):
         )
     if arr.size == 0:
         return np.zeros(arr.shape, np.float32)
-    if arr.ndim == 1 and arr.dtype.kind == "f" and arr.dtype.itemsize >= 4:
-        sq = float(arr @ arr)  # one BLAS dot; NaN or inf fail the test below
-        if _SQ_LOW < sq < _SQ_HIGH:
+    if arr.ndim == 1 and arr.dtype == np.float32:
+        # Squares of float32 values cannot overflow in float64, so this one dot
+        # raises no floating-point warning; NaN or inf fail the test below.
+        wide = arr.astype(np.float64)
+        if _SQ_LOW < float(wide @ wide) < _SQ_HIGH:
             return arr if arr.dtype == np.float32 and arr.flags.c_contiguous else \
                 np.ascontiguousarray(arr, dtype=np.float32)
     elif arr.dtype.kind == "f":

@@ -5,6 +5,7 @@ import hashlib
 import numpy as np
 
 from . import _validate
+from ._kernels import _pack_signs
 
 MIN_BITS, MAX_BITS = 64, 4096
 
@@ -101,10 +102,9 @@ class BinaryEncoder:
 
     def _encode_checked(self, rows):
         """Encode float32 rows that already passed the validation gate."""
-        flat = rows.reshape(-1, self._dim)
-        bits = (flat @ self._planes) > 0
-        packed = np.packbits(bits, axis=1, bitorder="little")
-        codes = packed.view("<u8").astype(np.uint64, copy=False)
+        proj = rows.reshape(-1, self._dim) @ self._planes
+        codes = np.empty((proj.shape[0], self.n_words), np.uint64)
+        _pack_signs(proj, codes)
         return codes.reshape(rows.shape[:-1] + (self.n_words,))
 
     def __eq__(self, other):

@@ -36,18 +36,22 @@ def topk(codes, n, q, gen, tick, k):
     return [(j, d) for d, _, j in ranked(codes, n, q, gen, tick)[:k]]
 
 
+def pack_signs(values):
+    """Bit i is set when values[i] > 0; word w holds bits 64w..64w+63, low bit first."""
+    words = []
+    for w in range(len(values) // 64):
+        word = 0
+        for i in range(64):
+            if values[w * 64 + i] > 0:
+                word |= 1 << i
+        words.append(word)
+    return words
+
+
 def encode(x, planes):
     """Bit i is set when the projection on hyperplane i is positive."""
     x = np.asarray(x, np.float64)
-    bits = [float(np.dot(x, planes[:, i])) > 0 for i in range(planes.shape[1])]
-    words = []
-    for w in range(len(bits) // 64):
-        value = 0
-        for i in range(64):
-            if bits[w * 64 + i]:
-                value |= 1 << i
-        words.append(value)
-    return words
+    return pack_signs([float(np.dot(x, planes[:, i])) for i in range(planes.shape[1])])
 
 
 class SlotModel:

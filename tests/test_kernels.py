@@ -31,6 +31,20 @@ def test_hamming_matches_naive_and_is_a_metric(pair):
     assert K._hamming(a, ~a) == 64 * a.size
 
 
+@pytest.mark.parametrize("bits", [64, 192, 1024])
+def test_pack_signs_matches_naive(bits):
+    rng = np.random.default_rng(bits)
+    proj = rng.standard_normal((5, bits)).astype(np.float32)
+    proj[1] = 0.0  # zero is not positive
+    proj[2] = np.abs(proj[2])
+    proj[3, ::3] = -0.0
+    out = np.empty((5, bits // 64), np.uint64)
+    K._pack_signs(proj, out)
+    assert out.tolist() == [naive.pack_signs(row) for row in proj]
+    assert out[1].tolist() == [0] * (bits // 64)
+    assert out[2].tolist() == [2**64 - 1] * (bits // 64)
+
+
 @pytest.mark.parametrize("value", [0, 1, 2**63, 2**64 - 1, 0x5555555555555555])
 def test_popcount_edges(value):
     assert K._hamming(u64([value]), u64([0])) == naive.popcount(value)
