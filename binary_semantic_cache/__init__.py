@@ -4,11 +4,15 @@ from .cache import BinarySemanticCache
 from .encoder import BinaryEncoder
 from .errors import (
     BackendError,
+    ByteOrderError,
     CacheError,
+    CacheFileNotFoundError,
     ChecksumError,
     CorruptFileError,
     EncoderMismatchError,
     FormatVersionError,
+    TruncatedFileError,
+    UnsafeResponseError,
 )
 from .results import CacheEntry, CacheStats
 
@@ -17,12 +21,16 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError",
     "BinaryEncoder",
+    "ByteOrderError",
     "BinarySemanticCache",
     "CacheEntry",
     "CacheError",
+    "CacheFileNotFoundError",
     "CacheStats",
     "ChecksumError",
     "CorruptFileError",
     "EncoderMismatchError",
     "FormatVersionError",
+    "TruncatedFileError",
+    "UnsafeResponseError",
 ]

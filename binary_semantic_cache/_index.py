@@ -31,6 +31,18 @@ class Index:
         self.state = np.zeros(K.STATE_LEN, np.int64)
         self.state[[K.HEAD, K.TAIL, K.FREE]] = -1
 
+    @classmethod
+    def from_arrays(cls, arrays, state):
+        """An Index over existing arrays (e.g. views of a loaded file), without copying."""
+        index = cls.__new__(cls)
+        index.codes = arrays["codes"]
+        for name, _ in _META:
+            setattr(index, name, arrays[name])
+        for name, dtype, _ in _EXPIRY:
+            setattr(index, name, arrays.get(name, np.zeros(0, dtype)))
+        index.state = np.array(state, np.int64)
+        return index
+
     @property
     def capacity(self):
         return self.codes.shape[1]

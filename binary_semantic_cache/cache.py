@@ -7,8 +7,9 @@ import numba
 import numpy as np
 
 from . import _kernels as K
-from . import _validate
+from . import _validate, persistence
 from ._index import INITIAL_CAPACITY, Index
+from ._responses import Responses
 from ._jit import PARALLEL_MIN_CODES
 from .encoder import BinaryEncoder
 from .results import CacheEntry, CacheStats
@@ -82,7 +83,7 @@ class BinarySemanticCache:
     def _reset(self):
         capacity = min(self._max, INITIAL_CAPACITY)
         self._index = Index(self._encoder.n_words, capacity)
-        self._responses = [None] * capacity
+        self._responses = Responses(capacity)
         # Bumped by every write a lock-free scan could have seen half done.
         self._version = getattr(self, "_version", 0) + 1
 
@@ -269,11 +270,11 @@ class BinarySemanticCache:
         """Grow the arrays so ``m`` more puts need no eviction, up to max_entries."""
         idx = self._index
         need = min(self._max, idx.high_water + m)
-        if need <= idx.capacity:
-            return
+        if need <= idx.capacity and idx.codes.flags.writeable:
+            return  # read-only codes are a loaded file's: copy them before the first put
         capacity = min(self._max, max(need, 2 * idx.capacity))
         self._index = idx.grown(capacity)
-        self._responses.extend([None] * (capacity - len(self._responses)))
+        self._responses.grow(capacity)
         self._version += 1
 
     def delete(self, entry_id):
@@ -309,6 +310,55 @@ class BinarySemanticCache:
             self._responses[s] = None
         self._expirations += m
         self._version += 1
+
+    # ------------------------------------------------------------ files
+
+    def save(self, path, *, allow_pickle=False):
+        """Save to the directory ``path`` atomically (see docs/file-format.md).
+
+        Responses must be str, bytes or exact JSON values unless
+        ``allow_pickle=True``, which must then be given to ``load`` too.
+        Readers may go on during a save; writers wait for it.
+        """
+        persistence.save(self, path, allow_pickle=allow_pickle)
+
+    @classmethod
+    def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
+             clock=time.time, parallel=None):
+        """A cache from a directory written by :meth:`save`.
+
+        Parameters
+        ----------
+        mmap : bool, default True
+            Map ``entries.bin`` privately and scan its codes in place: opening
+            is quick whatever the size, and no change made afterwards reaches
+            the file. False reads everything into memory.
+        encoder : BinaryEncoder, optional
+            Checked against the saved fingerprint (dimension, bits, seed and a
+            hash of the hyperplanes); by default rebuilt from it.
+        verify : bool, default True
+            Check the SHA-256 of every file before using it.
+        allow_pickle : bool, default False
+            Needed to read a save made with ``allow_pickle=True``.
+
+        Raises
+        ------
+        CacheFileNotFoundError, TruncatedFileError, ChecksumError,
+        CorruptFileError, FormatVersionError, ByteOrderError, EncoderMismatchError
+        """
+        return persistence.load(cls, path, mmap=mmap, encoder=encoder, verify=verify,
+                                allow_pickle=allow_pickle, clock=clock, parallel=parallel)
+
+    def close(self):
+        """Release a loaded file's mapping; the cache is left empty. Safe to repeat."""
+        with self._lock:
+            self._reset()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # ------------------------------------------------------------ mapping-like
 

@@ -5,9 +5,13 @@ except bad arguments, which raise the built-in ``ValueError``/``TypeError``::
 
     CacheError
     ├── CorruptFileError
+    │   ├── CacheFileNotFoundError   (also a FileNotFoundError)
+    │   ├── TruncatedFileError
     │   └── ChecksumError
     ├── FormatVersionError
+    │   └── ByteOrderError
     ├── EncoderMismatchError
+    ├── UnsafeResponseError
     └── BackendError
 """
 
@@ -20,6 +24,14 @@ class CorruptFileError(CacheError):
     """A saved cache file is missing, truncated or malformed."""
 
 
+class CacheFileNotFoundError(CorruptFileError, FileNotFoundError):
+    """A file a saved cache needs is missing."""
+
+
+class TruncatedFileError(CorruptFileError):
+    """A saved cache file is shorter (or longer) than its header says."""
+
+
 class ChecksumError(CorruptFileError):
     """A saved cache file does not match the checksum recorded with it."""
 
@@ -28,8 +40,16 @@ class FormatVersionError(CacheError):
     """A saved cache was written in a format version this release cannot read."""
 
 
+class ByteOrderError(FormatVersionError):
+    """A saved cache was written with a byte order this reader does not use."""
+
+
 class EncoderMismatchError(CacheError):
     """An encoder differs from the one the cache's codes were made with."""
+
+
+class UnsafeResponseError(CacheError, TypeError):
+    """A response can be saved or loaded only through pickle, which was not allowed."""
 
 
 class BackendError(CacheError):

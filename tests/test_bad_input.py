@@ -22,7 +22,7 @@ def cache(clock):
 def snapshot(cache):
     idx = cache._index
     return (cache.stats(), check_invariants(idx), idx.codes.tobytes(), idx.tick.tobytes(),
-            list(cache._responses), cache._version)
+            list(cache._responses._items), cache._version)
 
 
 good = np.ones(DIM)

@@ -1,0 +1,117 @@
+"""Byte layout of ``entries.bin`` (described for users in docs/file-format.md)."""
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels as K
+from .errors import ByteOrderError, CorruptFileError, FormatVersionError, TruncatedFileError
+
+MAGIC = b"BSCACHE\x00"
+RESPONSES_MAGIC = b"BSCRESP\x00"
+VERSION = 1
+BYTE_ORDER_MARK = 0x01020304
+HEADER_BYTES = 512
+ALIGN = 64
+
+# magic, version, byte-order mark, code_bits, n_words, embedding_dim, has_expiry,
+# seed, live entries, slots ever used, capacity (array length), max_entries, threshold,
+# ttl (NaN: none),
+# kernel state (8 x int64), hits, misses, evictions, expirations, sha256 of the projection
+_HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q4Q32s")
+
+# (name, dtype, words per slot); codes are stored word-major: [n_words, slots].
+_META = [("prev", "<i4"), ("nxt", "<i4"), ("gen", "<u4"), ("tick", "<u4"), ("count", "<u4"),
+         ("created", "<f8"), ("seen", "<f4")]
+_EXPIRY = [("exp", "<f8"), ("heap", "<i4"), ("hpos", "<i4")]
+
+
+@dataclass
+class Header:
+    code_bits: int
+    n_words: int
+    embedding_dim: int
+    has_expiry: bool
+    seed: int
+    count: int
+    slots: int
+    capacity: int
+    max_entries: int
+    threshold: float
+    ttl: float | None
+    state: tuple
+    counters: tuple  # hits, misses, evictions, expirations
+    projection_sha256: bytes
+
+    def pack(self):
+        raw = _HEADER.pack(
+            MAGIC, VERSION, BYTE_ORDER_MARK, self.code_bits, self.n_words, self.embedding_dim,
+            int(self.has_expiry), self.seed, self.count, self.slots, self.capacity,
+            self.max_entries,
+            self.threshold, math.nan if self.ttl is None else self.ttl, *self.state,
+            *self.counters, self.projection_sha256)
+        return raw.ljust(HEADER_BYTES, b"\x00")
+
+    def layout(self):
+        """``{name: (offset, dtype, shape)}`` of every array, and the file's total size."""
+        arrays = {}
+        offset = HEADER_BYTES
+        fields = [("codes", "<u8", (self.n_words, self.capacity))]
+        fields += [(name, dtype, (self.capacity,)) for name, dtype in _META]
+        if self.has_expiry:
+            fields += [(name, dtype, (self.capacity,)) for name, dtype in _EXPIRY]
+        fields.append(("resp_off", "<u8", (self.slots + 1,)))
+        for name, dtype, shape in fields:
+            offset = -(-offset // ALIGN) * ALIGN
+            arrays[name] = (offset, np.dtype(dtype), shape)
+            offset += np.dtype(dtype).itemsize * math.prod(shape)
+        return arrays, offset
+
+
+def unpack_header(raw, where):
+    """Parse and sanity-check a header, or raise the named error for what is wrong."""
+    if len(raw) < _HEADER.size:
+        raise TruncatedFileError(f"{where}: truncated header: expected at least "
+                                 f"{HEADER_BYTES:,} bytes, got {len(raw):,}")
+    fields = _HEADER.unpack_from(raw)
+    magic, version, mark = fields[:3]
+    if magic != MAGIC:
+        raise CorruptFileError(f"{where}: not a binary_semantic_cache index (magic {magic!r}, "
+                               f"expected {MAGIC!r})")
+    if mark != BYTE_ORDER_MARK:
+        if mark == int.from_bytes(BYTE_ORDER_MARK.to_bytes(4, "little"), "big"):
+            raise ByteOrderError(f"{where}: written with the opposite byte order; this "
+                                 "reader expects little-endian files")
+        raise CorruptFileError(f"{where}: byte-order mark {mark:#x} is neither order")
+    if version != VERSION:
+        raise FormatVersionError(f"{where}: format version {version}, this release reads "
+                                 f"version {VERSION}; use the release that wrote it")
+    (code_bits, n_words, dim, has_expiry, seed, count, slots, capacity, max_entries, threshold,
+     ttl) = fields[3:14]
+    state, counters, sha = fields[14:22], fields[22:26], fields[26]
+    header = Header(code_bits, n_words, dim, bool(has_expiry), seed, count, slots, capacity,
+                    max_entries, threshold, None if math.isnan(ttl) else ttl, state, counters, sha)
+    _check(header, where)
+    return header
+
+
+def _check(h, where):
+    problems = []
+    if h.code_bits % 64 or not 64 <= h.code_bits <= 4096 or h.n_words != h.code_bits // 64:
+        problems.append(f"code_bits {h.code_bits} with {h.n_words} words")
+    if not 1 <= h.max_entries < 2**31 or not 0 <= h.slots <= h.capacity <= h.max_entries:
+        problems.append(f"{h.slots} used of {h.capacity} slots for max_entries {h.max_entries}")
+    if not 0 <= h.count <= h.slots or h.state[K.SIZE] != h.count or h.state[K.HW] != h.slots:
+        problems.append(f"{h.count} entries in {h.slots} slots, state {h.state[:7]}")
+    if any(not -1 <= h.state[i] < h.slots for i in (K.HEAD, K.TAIL, K.FREE)):
+        problems.append(f"list ends {h.state[:3]} outside {h.slots} slots")
+    if not 0 <= h.state[K.HEAPN] <= (h.count if h.has_expiry else 0):
+        problems.append(f"expiry heap of {h.state[K.HEAPN]}")
+    if not -1 <= h.threshold <= 1 or (h.ttl is not None and not h.ttl > 0):
+        problems.append(f"threshold {h.threshold}, ttl {h.ttl}")
+    if not 1 <= h.embedding_dim <= 1 << 20:
+        problems.append(f"embedding_dim {h.embedding_dim}")
+    if problems:
+        raise CorruptFileError(f"{where}: inconsistent header: " + "; ".join(problems))
