@@ -1,0 +1,370 @@
+"""save/load: exact round trips, memory mapping, named errors, atomic saves."""
+
+import hashlib
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from binary_semantic_cache import (
+    BinaryEncoder,
+    BinarySemanticCache,
+    ByteOrderError,
+    CacheError,
+    CacheFileNotFoundError,
+    ChecksumError,
+    CorruptFileError,
+    EncoderMismatchError,
+    FormatVersionError,
+    TruncatedFileError,
+    UnsafeResponseError,
+)
+
+from .conftest import FakeClock, check_invariants
+
+DIM = 24
+VECTORS = np.random.default_rng(21).standard_normal((16, DIM))
+
+
+def data_dir(path):
+    (found,) = [p for p in Path(path).iterdir() if p.name.startswith("data-")]
+    return found
+
+
+def digests(path):
+    return {p.relative_to(path): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(path).rglob("*")) if p.is_file()}
+
+
+def state(cache):
+    """Everything observable about a cache, for comparing two of them."""
+    idx = cache._index
+    order = check_invariants(idx)
+    return (cache.stats(), [cache._id(s) for s in order],
+            [(cache._id(s), cache._responses[s], float(idx.created[s]), float(idx.seen[s]),
+              int(idx.count[s]), idx.codes[:, s].tolist()) for s in order])
+
+
+def lookups(cache):
+    found = [cache.search(v, k=3) for v in VECTORS]
+    hits = [cache.get(v) for v in VECTORS]
+    return found, hits
+
+
+ops = st.lists(st.tuples(st.sampled_from(["put", "put_ttl", "get", "delete", "tick"]),
+                         st.integers(0, len(VECTORS) - 1)), max_size=60)
+
+
+@settings(max_examples=40)
+@given(ops, st.integers(1, 12), st.booleans())
+def test_round_trip_is_exact(tmp_path_factory, ops, capacity, use_mmap):
+    clock = FakeClock()
+    cache = BinarySemanticCache(BinaryEncoder(DIM, 128), max_entries=capacity,
+                                similarity_threshold=0.9, clock=clock)
+    ids = []
+    for op, k in ops:
+        if op == "put":
+            ids.append(cache.put(VECTORS[k], {"k": k, "text": f"answer {k}"}))
+        elif op == "put_ttl":
+            ids.append(cache.put(VECTORS[k], f"short {k}", ttl=1 + k % 3))
+        elif op == "get":
+            cache.get(VECTORS[k])
+        elif op == "delete" and ids:
+            cache.delete(ids[k % len(ids)])
+        else:
+            clock.advance(0.75)
+    path = tmp_path_factory.mktemp("save")
+    cache.save(path)
+    loaded = BinarySemanticCache.load(path, mmap=use_mmap, clock=clock)
+    assert state(loaded) == state(cache)
+    assert [i in loaded for i in ids] == [i in cache for i in ids]
+    # The two caches also evolve the same way afterwards.
+    assert lookups(loaded) == lookups(cache)
+    clock.advance(2)
+    for k in range(0, len(VECTORS), 3):
+        assert loaded.put(VECTORS[k], k) == cache.put(VECTORS[k], k)
+    assert state(loaded) == state(cache)
+
+
+RESPONSES = ["text", "", "ünïcode ✓", b"\x00bytes", None, True, False, 0, -7, 2**80, 1.5,
+             -0.0, [], {}, [1, "a", None, [2.5]], {"nested": {"list": [1, 2], "none": None}}]
+
+
+def test_responses_round_trip_exactly_without_pickle(tmp_path):
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=len(RESPONSES))
+    ids = cache.put_batch(np.random.default_rng(0).standard_normal((len(RESPONSES), DIM)),
+                          RESPONSES)
+    cache.save(tmp_path)
+    loaded = BinarySemanticCache.load(tmp_path)
+    for entry_id, want in zip(ids, RESPONSES):
+        got = loaded._responses[entry_id & 0xFFFFFFFF]
+        assert type(got) is type(want) and got == want
+        if isinstance(want, float):
+            assert math.copysign(1, got) == math.copysign(1, want)
+
+
+@pytest.mark.parametrize("response", [(1, 2), {1, 2}, {1: "int key"}, object(), float("nan"),
+                                      [1, (2,)], np.float32(1.0)])
+def test_unsafe_responses_need_pickle_on_both_sides(tmp_path, response):
+    cache = BinarySemanticCache(BinaryEncoder(DIM))
+    entry_id = cache.put(VECTORS[0], response)
+    with pytest.raises(UnsafeResponseError, match=f"entry id {entry_id}.*allow_pickle=True"):
+        cache.save(tmp_path / "plain")
+    assert not (tmp_path / "plain" / "manifest.json").exists()
+    if isinstance(response, object) and type(response) is object:
+        return  # pickles, but compares by identity
+    cache.save(tmp_path / "pickled", allow_pickle=True)
+    with pytest.raises(UnsafeResponseError, match="allow_pickle=True"):
+        BinarySemanticCache.load(tmp_path / "pickled")
+    loaded = BinarySemanticCache.load(tmp_path / "pickled", allow_pickle=True)
+    got = loaded.get(VECTORS[0]).response
+    assert type(got) is type(response)
+    assert got == response or (got != got and response != response)
+
+
+def test_mmap_scans_the_file_in_place_and_never_writes_it(tmp_path):
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=20)
+    ids = cache.put_batch(VECTORS, [f"r{i}" for i in range(len(VECTORS))])
+    cache.save(tmp_path)
+    before = digests(tmp_path)
+    loaded = BinarySemanticCache.load(tmp_path)
+    codes = loaded._index.codes
+    assert not codes.flags.writeable and not codes.flags.owndata
+    assert loaded.get(VECTORS[3]).response == "r3"  # hit: writes recency in private pages
+    assert loaded.delete(ids[4])
+    loaded.put(-VECTORS[0], "new")  # copies the codes before writing
+    assert loaded._index.codes.flags.writeable
+    assert digests(tmp_path) == before
+    again = BinarySemanticCache.load(tmp_path)
+    assert state(again) == state(BinarySemanticCache.load(tmp_path, mmap=False))
+    assert ids[4] in again
+
+
+def test_context_manager_releases_and_close_twice(tmp_path):
+    cache = BinarySemanticCache(BinaryEncoder(DIM))
+    cache.put(VECTORS[0], "x")
+    cache.save(tmp_path)
+    with BinarySemanticCache.load(tmp_path) as loaded:
+        assert loaded.get(VECTORS[0]).response == "x"
+    assert len(loaded) == 0
+    loaded.close()
+    loaded.close()
+
+
+@pytest.mark.parametrize("other", [dict(seed=7), dict(embedding_dim=DIM + 1),
+                                   dict(code_bits=512)])
+def test_other_encoder_is_refused(tmp_path, other):
+    cache = BinarySemanticCache(BinaryEncoder(DIM))
+    cache.put(VECTORS[0], "x")
+    cache.save(tmp_path)
+    args = dict(embedding_dim=DIM, code_bits=256, seed=42) | other
+    name = next(iter(other))
+    with pytest.raises(EncoderMismatchError, match=name):
+        BinarySemanticCache.load(tmp_path, encoder=BinaryEncoder(**args))
+    assert BinarySemanticCache.load(tmp_path, encoder=BinaryEncoder(DIM)).get(VECTORS[0])
+
+
+def test_saving_again_replaces_the_save(tmp_path):
+    cache = BinarySemanticCache(BinaryEncoder(DIM))
+    cache.put(VECTORS[0], "first")
+    cache.save(tmp_path)
+    cache.put(VECTORS[1], "second")
+    cache.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "manifest.json") == [
+        data_dir(tmp_path).name]
+    assert len(BinarySemanticCache.load(tmp_path)) == 2
+
+
+def test_save_refuses_paths_it_would_clobber(tmp_path):
+    cache = BinarySemanticCache(BinaryEncoder(DIM))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        cache.save(tmp_path / "file")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="other files"):
+        cache.save(tmp_path / "dir")
+    assert (tmp_path / "dir" / "notes.txt").read_text() == "mine"
+
+
+# ---------------------------------------------------------------- damaged saves
+
+
+@pytest.fixture
+def saved(tmp_path):
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=40, ttl=100)
+    cache.put_batch(VECTORS, [{"i": i} for i in range(len(VECTORS))])
+    cache.save(tmp_path)
+    return tmp_path
+
+
+def load_fails(path, error, **kwargs):
+    before = digests(path)
+    with pytest.raises(CacheError) as info:
+        BinarySemanticCache.load(path, **kwargs)
+    assert isinstance(info.value, error), repr(info.value)
+    assert digests(path) == before  # a failed load changes nothing on disk
+    return str(info.value)
+
+
+def rewrite_manifest(path):
+    """Make the manifest agree with the files again, as a careless copy would."""
+    import json
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name in ("entries.bin", "responses.bin"):
+        data = (data_dir(path) / name).read_bytes()
+        manifest["files"][name] = {"bytes": len(data),
+                                   "sha256": hashlib.sha256(data).hexdigest()}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("name", ["entries.bin", "responses.bin"])
+def test_truncation_anywhere_is_named(saved, name):
+    file = data_dir(saved) / name
+    full = file.read_bytes()
+    cuts = {0, 1, 7, 8, 100, 511, 512, 513, len(full) // 2, len(full) - 1}
+    cuts |= set(range(0, len(full), max(1, len(full) // 40)))
+    for cut in sorted(c for c in cuts if c < len(full)):
+        file.write_bytes(full[:cut])
+        message = load_fails(saved, TruncatedFileError)
+        assert f"expected {len(full):,} bytes, got {cut:,}" in message
+        rewrite_manifest(saved)  # sizes now agree: the file's own structure must catch it
+        load_fails(saved, CorruptFileError, verify=False)
+        file.write_bytes(full)
+        rewrite_manifest(saved)
+    assert len(BinarySemanticCache.load(saved)) == len(VECTORS)
+
+
+@pytest.mark.parametrize("name", ["entries.bin", "responses.bin"])
+def test_flipped_bytes_fail_the_checksum(saved, name):
+    file = data_dir(saved) / name
+    full = bytearray(file.read_bytes())
+    rng = random.Random(name)
+    for _ in range(25):
+        at = rng.randrange(len(full))
+        damaged = full.copy()
+        damaged[at] ^= 1 << rng.randrange(8)
+        file.write_bytes(bytes(damaged))
+        load_fails(saved, ChecksumError)
+    file.write_bytes(bytes(full))
+
+
+def test_version_byte_order_and_magic_are_checked(saved):
+    file = data_dir(saved) / "entries.bin"
+    full = file.read_bytes()
+    cases = [(8, (99).to_bytes(4, "little"), FormatVersionError),
+             (12, (0x01020304).to_bytes(4, "big"), ByteOrderError),
+             (0, b"NOTACACH", CorruptFileError)]
+    for offset, patch, error in cases:
+        file.write_bytes(full[:offset] + patch + full[offset + len(patch):])
+        load_fails(saved, ChecksumError)
+        rewrite_manifest(saved)
+        load_fails(saved, error)
+        file.write_bytes(full)
+        rewrite_manifest(saved)
+
+
+def test_manifest_problems_are_named(saved):
+    manifest = saved / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(text.replace('"version": 1', '"version": 2'))
+    load_fails(saved, FormatVersionError)
+    manifest.write_text(text[: len(text) // 2])
+    load_fails(saved, CorruptFileError)
+    manifest.write_text(text)
+    (data_dir(saved) / "responses.bin").rename(saved / "elsewhere")
+    load_fails(saved, CacheFileNotFoundError)
+    manifest.unlink()
+    message = load_fails(saved, CacheFileNotFoundError)
+    assert "not a saved cache" in message
+    with pytest.raises(FileNotFoundError):
+        BinarySemanticCache.load(saved / "missing")
+
+
+def test_files_swapped_between_two_saves_are_caught(tmp_path):
+    for name, n in (("a", 5), ("b", 6)):
+        cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=40)
+        cache.put_batch(VECTORS[:n], [str(i) for i in range(n)])
+        cache.save(tmp_path / name)
+    a, b = data_dir(tmp_path / "a"), data_dir(tmp_path / "b")
+    for name in ("entries.bin", "responses.bin"):
+        mine, theirs = (a / name).read_bytes(), (b / name).read_bytes()
+        (a / name).write_bytes(theirs)
+        load_fails(tmp_path / "a", CorruptFileError)
+        (a / name).write_bytes(mine)
+    assert len(BinarySemanticCache.load(tmp_path / "a")) == 5
+
+
+# ---------------------------------------------------------------- crash safety
+
+CRASH_SAVER = """
+import sys
+import numpy as np
+from binary_semantic_cache import BinaryEncoder, BinarySemanticCache
+n = int(sys.argv[2])
+x = np.random.default_rng(int(sys.argv[3])).standard_normal((n, 16))
+cache = BinarySemanticCache(BinaryEncoder(16), max_entries=n)
+cache.put_batch(x, [f"answer {i}" for i in range(n)])
+print("ready", flush=True)
+cache.save(sys.argv[1])
+print("saved", flush=True)
+"""
+
+
+def build(n, seed):
+    x = np.random.default_rng(seed).standard_normal((n, 16))
+    cache = BinarySemanticCache(BinaryEncoder(16), max_entries=n)
+    cache.put_batch(x, [f"answer {i}" for i in range(n)])
+    return cache
+
+
+def comparable(cache):
+    idx = cache._index
+    hw = idx.high_water
+    arrays = tuple(getattr(idx, a)[..., :hw].tobytes() for a in ("codes", "gen", "tick", "prev"))
+    return arrays, [cache._responses[s] for s in range(hw)]
+
+
+def test_sigkill_during_save_leaves_old_or_new(tmp_path):
+    path = tmp_path / "cache"
+    old = build(500, seed=1)
+    old.save(path)
+    n = 60_000
+    states = {"old": comparable(old), "new": comparable(build(n, seed=2))}
+    script = tmp_path / "saver.py"
+    script.write_text(textwrap.dedent(CRASH_SAVER))
+    # How long one save takes here, to spread the kills across it.
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(script), str(tmp_path / "timing"), str(n), "2"],
+                   check=True, capture_output=True, timeout=300)
+    whole = time.perf_counter() - t0
+    rng = random.Random(5)
+    seen = set()
+    for trial in range(20):
+        proc = subprocess.Popen([sys.executable, str(script), str(path), str(n), "2"],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0, whole / 3))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        proc.stdout.close()
+        loaded = BinarySemanticCache.load(path, mmap=trial % 2 == 0)
+        got = comparable(loaded)
+        match = [name for name, want in states.items() if got == want]
+        assert match, f"trial {trial}: the directory holds neither the old nor the new save"
+        seen.add(match[0])
+        loaded.close()
+        if match[0] == "new":  # start the next trial from the old state again
+            old.save(path)
+    assert "old" in seen
