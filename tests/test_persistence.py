@@ -368,3 +368,77 @@ def test_sigkill_during_save_leaves_old_or_new(tmp_path):
         if match[0] == "new":  # start the next trial from the old state again
             old.save(path)
     assert "old" in seen
+
+
+# ---------------------------------------------------------------- 1.0.1 imports and bsc
+
+
+def write_v3(path, codes, created, last, counts, responses, as_dict=False):
+    """A directory in binary-semantic-cache 1.0.1's layout, byte by byte."""
+    import json
+    import pickle
+    import struct
+
+    path.mkdir()
+    (path / "header.json").write_text(json.dumps(
+        {"version": 3, "num_entries": len(codes), "max_entries": 50, "code_bits": 256,
+         "similarity_threshold": 0.85}))
+    with open(path / "entries.bin", "wb") as f:
+        for code, c, la, n in zip(codes, created, last, counts):
+            f.write(struct.pack("<4QIII", *code, c, la, n))
+    stored = dict(enumerate(responses)) if as_dict else list(responses)
+    (path / "responses.pkl").write_bytes(pickle.dumps(stored))
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_v3_import_keeps_every_response(tmp_path, as_dict):
+    from binary_semantic_cache.migrate import import_v3
+
+    enc = BinaryEncoder(DIM, 256)
+    codes = enc.encode(VECTORS[:6]).tolist()
+    responses = ["Paris", {"a": (1, 2)}, None, b"raw", 3.5, ["x"]]
+    created = [1_700_000_000 + i for i in range(6)]
+    last = [1_700_000_100 - 10 * i for i in range(6)]  # entry 0 used last
+    write_v3(tmp_path / "v3", codes, created, last, [5, 0, 1, 2, 3, 4], responses, as_dict)
+    with pytest.raises(UnsafeResponseError, match="trust_pickle=True"):
+        import_v3(tmp_path / "v3", encoder=enc)
+    cache = import_v3(tmp_path / "v3", encoder=enc, trust_pickle=True)
+    assert len(cache) == 6 and cache.max_entries == 50 and cache.similarity_threshold == 0.85
+    for i, v in enumerate(VECTORS[:6]):
+        (hit,) = cache.search(v, k=1)
+        assert hit.response == responses[i] and hit.similarity == 1.0
+        assert (hit.created_at, hit.last_accessed, hit.access_count) == (
+            created[i], last[i], [5, 0, 1, 2, 3, 4][i])
+    order = check_invariants(cache._index)
+    assert [cache._responses[s] for s in order] == responses  # most recent first
+    with pytest.raises(EncoderMismatchError):
+        import_v3(tmp_path / "v3", encoder=BinaryEncoder(DIM, 512), trust_pickle=True)
+    (tmp_path / "v3" / "entries.bin").write_bytes(b"\x00" * 50)
+    with pytest.raises(TruncatedFileError, match="expected 264 bytes"):
+        import_v3(tmp_path / "v3", encoder=enc, trust_pickle=True)
+
+
+def run_bsc(*args):
+    return subprocess.run([sys.executable, "-m", "binary_semantic_cache.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_bsc_inspect_and_migrate(tmp_path, saved):
+    done = run_bsc("inspect", saved)
+    assert done.returncode == 0, done.stderr
+    for text in ("format version   1", "embedding_dim=24 code_bits=256 seed=42",
+                 f"entries          {len(VECTORS)} of capacity 40", "checksums        verified"):
+        assert text in done.stdout
+    (data_dir(saved) / "entries.bin").write_bytes(b"junk")
+    done = run_bsc("inspect", saved)
+    assert done.returncode == 2 and "truncated" in done.stderr
+
+    enc = BinaryEncoder(DIM, 256)
+    write_v3(tmp_path / "v3", enc.encode(VECTORS[:3]).tolist(), [1, 2, 3], [4, 5, 6],
+             [0, 0, 0], ["a", "b", "c"])
+    done = run_bsc("migrate", tmp_path / "v3", tmp_path / "new", "--dim", DIM)
+    assert done.returncode == 2 and "trust-pickle" in done.stderr
+    done = run_bsc("migrate", tmp_path / "v3", tmp_path / "new", "--dim", DIM, "--trust-pickle")
+    assert done.returncode == 0, done.stderr
+    migrated = BinarySemanticCache.load(tmp_path / "new")
+    assert [migrated.get(v).response for v in VECTORS[:3]] == ["a", "b", "c"]

@@ -96,3 +96,59 @@ cache.get(np.ones(8))
 
 
 timeraw_cold_compile_first_get.timeout = 300
+
+
+class Persist:
+    """Saving and opening a 1M-entry cache (64-d, 256-bit codes)."""
+
+    params = [[True, False], [True, False]]
+    param_names = ["mmap", "verify"]
+    number = 1
+    repeat = 3
+    timeout = 600
+
+    def setup_cache(self):
+        # asv runs this in a scratch directory it removes afterwards.
+        n = 1_000_000
+        cache = BinarySemanticCache(BinaryEncoder(64), max_entries=n)
+        block = np.random.default_rng(0).standard_normal((100_000, 64)).astype(np.float32)
+        for i in range(10):
+            cache.put_batch(block, [f"answer {i}-{j}" for j in range(len(block))])
+        cache.save("saved-cache")
+        return "saved-cache"
+
+    def setup(self, path, mmap, verify):
+        # Load the kernels' read-only variants once, so the timings see only file work.
+        with BinarySemanticCache.load(path, mmap=mmap, verify=False) as cache:
+            cache.get(np.ones(64))
+
+    def time_load(self, path, mmap, verify):
+        BinarySemanticCache.load(path, mmap=mmap, verify=verify).close()
+
+    def time_load_and_first_get(self, path, mmap, verify):
+        with BinarySemanticCache.load(path, mmap=mmap, verify=verify) as cache:
+            cache.get(np.ones(64))
+
+
+class Save:
+    number = 1
+    repeat = 3
+    timeout = 600
+
+    def setup(self):
+        import tempfile
+
+        n = 1_000_000
+        self.cache = BinarySemanticCache(BinaryEncoder(64), max_entries=n)
+        block = np.random.default_rng(0).standard_normal((100_000, 64)).astype(np.float32)
+        for i in range(10):
+            self.cache.put_batch(block, [f"answer {i}-{j}" for j in range(len(block))])
+        self.path = tempfile.mkdtemp(prefix="bsc-asv-")
+
+    def teardown(self):
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def time_save_1m(self):
+        self.cache.save(self.path)

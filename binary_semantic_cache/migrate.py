@@ -1,0 +1,106 @@
+"""Import a cache saved by binary-semantic-cache 1.0.1 (its "v3" directory).
+
+That layout is::
+
+    header.json      {"version": 3, ...}; may give "num_entries", "max_entries",
+                     "similarity_threshold" and "code_bits"
+    entries.bin      one 44-byte little-endian record per entry: 4 uint64 code
+                     words, then uint32 created, uint32 last_accessed and
+                     uint32 access_count (whole epoch seconds)
+    responses.pkl    a pickle of the responses: a list in entry order, or a
+                     dict from entry index to response
+
+It records neither the embedding dimension nor the encoder's seed, so the
+caller names the encoder; the codes are imported bit for bit and only make
+sense with the encoder that produced them.
+"""
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .cache import BinarySemanticCache
+from .encoder import BinaryEncoder
+from .errors import (
+    CacheFileNotFoundError,
+    CorruptFileError,
+    EncoderMismatchError,
+    FormatVersionError,
+    TruncatedFileError,
+    UnsafeResponseError,
+)
+
+RECORD = np.dtype([("codes", "<u8", 4), ("created", "<u4"), ("last", "<u4"), ("count", "<u4")])
+
+
+def import_v3(path, *, encoder, trust_pickle=False, max_entries=None):
+    """A :class:`BinarySemanticCache` holding the entries of a 1.0.1 save.
+
+    Parameters
+    ----------
+    path : str or Path
+        The directory 1.0.1's ``save`` wrote.
+    encoder : BinaryEncoder
+        The encoder the codes were made with (256 bits).
+    trust_pickle : bool, default False
+        ``responses.pkl`` is a pickle, and reading a pickle runs whatever code
+        its writer put in it. Pass True only for files you made yourself.
+    max_entries : int, optional
+        Capacity of the new cache; by default the saved one, or the number of
+        entries if larger.
+    """
+    path = Path(path)
+    if not isinstance(encoder, BinaryEncoder):
+        raise TypeError(f"expected encoder as a BinaryEncoder, got {type(encoder).__name__}")
+    if encoder.code_bits != 256:
+        raise EncoderMismatchError(f"1.0.1 saves hold 256-bit codes, the encoder makes "
+                                   f"{encoder.code_bits}-bit codes; pass BinaryEncoder(dim, 256)")
+    files = {name: path / name for name in ("header.json", "entries.bin", "responses.pkl")}
+    for file in files.values():
+        if not file.exists():
+            raise CacheFileNotFoundError(f"{file}: missing; not a 1.0.1 cache directory")
+    if not trust_pickle:
+        raise UnsafeResponseError(
+            f"{files['responses.pkl']} is a pickle: reading it runs any code its writer put "
+            "in it. Pass trust_pickle=True (bsc migrate --trust-pickle) only if you made "
+            "these files yourself")
+    try:
+        header = json.loads(files["header.json"].read_text())
+    except ValueError as exc:
+        raise CorruptFileError(f"{files['header.json']}: not JSON ({exc})") from None
+    if header.get("version") != 3:
+        raise FormatVersionError(f"{files['header.json']}: version {header.get('version')!r}, "
+                                 "expected 3")
+    if header.get("code_bits", 256) != 256:
+        raise FormatVersionError(f"{files['header.json']}: code_bits {header['code_bits']}, "
+                                 "expected 256")
+    raw = files["entries.bin"].read_bytes()
+    count = header.get("num_entries", len(raw) // RECORD.itemsize)
+    if len(raw) != count * RECORD.itemsize:
+        raise TruncatedFileError(f"{files['entries.bin']}: expected {count * RECORD.itemsize:,} "
+                                 f"bytes for {count:,} entries, got {len(raw):,}")
+    records = np.frombuffer(raw, RECORD)
+    with open(files["responses.pkl"], "rb") as f:
+        stored = pickle.load(f)  # the caller vouched for this file
+    if isinstance(stored, dict):
+        responses = [stored.get(i) for i in range(count)]
+    elif isinstance(stored, (list, tuple)) and len(stored) == count:
+        responses = list(stored)
+    else:
+        raise CorruptFileError(f"{files['responses.pkl']}: expected {count} responses, got "
+                               f"{type(stored).__name__} of {len(stored) if hasattr(stored, '__len__') else '?'}")
+    capacity = max_entries or max(int(header.get("max_entries", 0)), count, 1)
+    cache = BinarySemanticCache(encoder, capacity,
+                                float(header.get("similarity_threshold", 0.80)))
+    # Oldest use first, so the recency list ends in the saved order.
+    order = np.argsort(records["last"], kind="stable")
+    codes = np.ascontiguousarray(records["codes"][order], dtype=np.uint64)
+    ids = cache._store(codes, [responses[i] for i in order.tolist()], None)
+    slots = np.array([i & 0xFFFFFFFF for i in ids], np.int64)
+    idx = cache._index
+    idx.created[slots] = records["created"][order]
+    idx.seen[slots] = records["last"][order].astype(np.float64) - records["created"][order]
+    idx.count[slots] = records["count"][order]
+    return cache
