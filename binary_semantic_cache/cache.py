@@ -337,7 +337,9 @@ class BinarySemanticCache:
             Checked against the saved fingerprint (dimension, bits, seed and a
             hash of the hyperplanes); by default rebuilt from it.
         verify : bool, default True
-            Check the SHA-256 of every file before using it.
+            Check the SHA-256 of every file before using it. Sizes, header and
+            slot links are checked either way; without the hash, other damage
+            to a file can give wrong answers.
         allow_pickle : bool, default False
             Needed to read a save made with ``allow_pickle=True``.
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _format as F
+from . import _kernels as K
 from ._index import Index
 from ._responses import Responses
 from .encoder import BinaryEncoder
@@ -218,6 +219,7 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
             offsets.size and (offsets[0] != 8 or offsets[-1] != len(blob)
                               or np.any(offsets[1:] < offsets[:-1]))):
         raise CorruptFileError(f"{data / 'responses.bin'}: record offsets do not fit the file")
+    _check_links(arrays, header, where)
     arrays["codes"].flags.writeable = False  # scanned in place; a put copies first
     index = Index.from_arrays(arrays, header.state)
     cache = cls(encoder, header.max_entries, header.threshold, ttl=header.ttl, clock=clock,
@@ -226,6 +228,25 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
     cache._responses = Responses(index.capacity, blob, offsets, allow_pickle)
     cache._hits, cache._misses, cache._evictions, cache._expirations = header.counters
     return cache
+
+
+def _check_links(arrays, header, where):
+    """Every slot index the kernels will follow lies inside the arrays.
+
+    Kernels run without bounds checks, so this holds even with verify=False:
+    a damaged file may give wrong answers then, but cannot crash the process.
+    """
+    cap, heapn = header.capacity, header.state[K.HEAPN]
+    bad = [name for name in ("prev", "nxt")
+           if arrays[name].size and not -1 <= arrays[name].min() <= arrays[name].max() < cap]
+    if header.has_expiry and heapn and not (
+            0 <= arrays["heap"][:heapn].min() <= arrays["heap"][:heapn].max() < cap):
+        bad.append("heap")
+    if header.has_expiry and arrays["hpos"].size and not (
+            -1 <= arrays["hpos"].min() <= arrays["hpos"].max() < max(heapn, 1)):
+        bad.append("hpos")
+    if bad:
+        raise CorruptFileError(f"{where}: slot links outside 0..{cap - 1} in {', '.join(bad)}")
 
 
 def _encoder_for(header, encoder, where):

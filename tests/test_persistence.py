@@ -442,3 +442,17 @@ def test_bsc_inspect_and_migrate(tmp_path, saved):
     assert done.returncode == 0, done.stderr
     migrated = BinarySemanticCache.load(tmp_path / "new")
     assert [migrated.get(v).response for v in VECTORS[:3]] == ["a", "b", "c"]
+
+
+def test_broken_links_are_refused_even_without_verify(saved):
+    import struct
+
+    file = data_dir(saved) / "entries.bin"
+    full = file.read_bytes()
+    capacity = struct.unpack_from("<Q", full, 56)[0]
+    n_words = struct.unpack_from("<I", full, 20)[0]
+    prev_at = -(-(512 + 8 * n_words * capacity) // 64) * 64
+    file.write_bytes(full[:prev_at] + struct.pack("<i", 10**6) + full[prev_at + 4:])
+    rewrite_manifest(saved)
+    message = load_fails(saved, CorruptFileError, verify=False)
+    assert "prev" in message
