@@ -3,7 +3,10 @@
 from .cache import BinarySemanticCache
 from .encoder import BinaryEncoder
 from .errors import (
+    BackendAuthError,
+    BackendConnectionError,
     BackendError,
+    BackendRateLimitError,
     ByteOrderError,
     CacheError,
     CacheFileNotFoundError,
@@ -11,6 +14,7 @@ from .errors import (
     CorruptFileError,
     EncoderMismatchError,
     FormatVersionError,
+    MissingExtraError,
     TruncatedFileError,
     UnsafeResponseError,
 )
@@ -19,7 +23,10 @@ from .results import CacheEntry, CacheStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendAuthError",
+    "BackendConnectionError",
     "BackendError",
+    "BackendRateLimitError",
     "BinaryEncoder",
     "ByteOrderError",
     "BinarySemanticCache",
@@ -31,6 +38,7 @@ __all__ = [
     "CorruptFileError",
     "EncoderMismatchError",
     "FormatVersionError",
+    "MissingExtraError",
     "TruncatedFileError",
     "UnsafeResponseError",
 ]

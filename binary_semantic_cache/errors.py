@@ -12,7 +12,11 @@ except bad arguments, which raise the built-in ``ValueError``/``TypeError``::
     │   └── ByteOrderError
     ├── EncoderMismatchError
     ├── UnsafeResponseError
+    ├── MissingExtraError      (also an ImportError)
     └── BackendError
+        ├── BackendAuthError
+        ├── BackendRateLimitError
+        └── BackendConnectionError
 """
 
 
@@ -54,3 +58,19 @@ class UnsafeResponseError(CacheError, TypeError):
 
 class BackendError(CacheError):
     """An embedding backend failed to return embeddings."""
+
+
+class BackendAuthError(BackendError):
+    """The embedding service refused the credentials (HTTP 401/403, or no key)."""
+
+
+class BackendRateLimitError(BackendError):
+    """The embedding service kept answering 429 Too Many Requests."""
+
+
+class BackendConnectionError(BackendError):
+    """The embedding service could not be reached, or did not answer in time."""
+
+
+class MissingExtraError(CacheError, ImportError):
+    """An optional dependency is not installed; the message names the pip command."""

@@ -1,0 +1,149 @@
+"""Loopback HTTP servers that speak the OpenAI and Ollama embedding APIs.
+
+Vectors are a bag of words: each word has a fixed random direction, and a
+text is the sum of its words, so paraphrases that share words come out close.
+"""
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+
+def words(text):
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def embed(text, dim):
+    total = np.zeros(dim)
+    for word in words(text):
+        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
+        total += np.random.default_rng(seed).standard_normal(dim)
+    return total.astype(np.float32)
+
+
+class _Server:
+    def __init__(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                server.handle(self, "POST", self.path, body)
+
+            def do_GET(self):
+                server.handle(self, "GET", self.path, None)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.log = []
+
+    @property
+    def port(self):
+        return self.httpd.server_address[1]
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @staticmethod
+    def reply(handler, status, payload, headers=None, content_type="application/json"):
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a scripted stall)
+
+
+class FakeOpenAI(_Server):
+    """``POST /v1/embeddings``; ``script`` holds one action per coming request.
+
+    Actions: ``"ok"``, ``"shuffle"`` (answer with the items out of order),
+    ``("status", code, headers)`` and ``("stall", seconds)``.
+    """
+
+    def __init__(self, dim=1536):
+        super().__init__()
+        self.dim = dim
+        self.script = []
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def handle(self, handler, method, path, body):
+        self.log.append({"path": path, **(body or {})})
+        action = self.script.pop(0) if self.script else "ok"
+        if isinstance(action, tuple) and action[0] == "status":
+            _, code, headers = action
+            return self.reply(handler, code, {"error": {"message": f"scripted {code}",
+                                                        "type": "scripted"}}, headers)
+        if isinstance(action, tuple) and action[0] == "stall":
+            time.sleep(action[1])
+            return self.reply(handler, 200, {"data": [], "model": "x", "object": "list",
+                                             "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+        inputs = body["input"]
+        dim = body.get("dimensions", self.dim)
+        items = []
+        for i, text in enumerate(inputs):
+            vector = embed(text, dim)
+            encoded = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                       if body.get("encoding_format") == "base64" else vector.tolist())
+            items.append({"object": "embedding", "index": i, "embedding": encoded})
+        if action == "shuffle":
+            items.reverse()
+        tokens = sum(len(words(t)) for t in inputs)
+        self.reply(handler, 200, {"object": "list", "data": items, "model": body["model"],
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+class FakeOllama(_Server):
+    """``/api/embed``, ``/api/embeddings`` and ``/api/tags`` of an Ollama server."""
+
+    def __init__(self, dim=768, models=("nomic-embed-text:latest",), chat_models=("llama3:latest",),
+                 batch_endpoint=True):
+        super().__init__()
+        self.dim, self.models, self.chat_models = dim, set(models), set(chat_models)
+        self.batch_endpoint = batch_endpoint
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def handle(self, handler, method, path, body):
+        self.log.append({"path": path, **(body or {})})
+        if path == "/api/tags":
+            names = sorted(self.models | self.chat_models)
+            return self.reply(handler, 200, {"models": [{"name": n} for n in names]})
+        if path not in ("/api/embed", "/api/embeddings") or (
+                path == "/api/embed" and not self.batch_endpoint):
+            return self.reply(handler, 404, b"404 page not found", content_type="text/plain")
+        model = body["model"] if ":" in body["model"] else body["model"] + ":latest"
+        if model in self.chat_models:
+            return self.reply(handler, 400, {"error": f"{model} does not support embeddings"})
+        if model not in self.models:
+            return self.reply(handler, 404, {"error": f"model '{body['model']}' not found"})
+        if path == "/api/embed":
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            return self.reply(handler, 200, {"model": model, "embeddings": [
+                embed(t, self.dim).tolist() for t in texts]})
+        self.reply(handler, 200, {"embedding": embed(body["prompt"], self.dim).tolist()})

@@ -1,0 +1,142 @@
+"""OllamaEmbedder with real requests against a loopback Ollama server."""
+
+import asyncio
+import socket
+import sys
+
+import numpy as np
+import pytest
+
+requests = pytest.importorskip("requests")
+
+from binary_semantic_cache import (  # noqa: E402
+    BackendConnectionError,
+    BackendError,
+    BinaryEncoder,
+    BinarySemanticCache,
+    MissingExtraError,
+)
+from binary_semantic_cache.embeddings import EmbeddingBackend, OllamaEmbedder  # noqa: E402
+
+from .fake_servers import FakeOllama, embed  # noqa: E402
+
+
+def expected(texts, dim=768):
+    rows = np.stack([embed(t, dim) for t in texts])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_one_request_for_a_batch_and_dimension_learnt():
+    with FakeOllama() as server:
+        e = OllamaEmbedder(host=server.url)
+        texts = ["how do I top up", "card not arrived", "exchange rates"]
+        got = e.embed_texts(texts)
+        assert got.dtype == np.float32 and np.allclose(got, expected(texts), atol=1e-6)
+        assert [r["path"] for r in server.log] == ["/api/embed"]
+        assert server.log[0]["input"] == texts and e.embedding_dim == 768
+        assert e.embed_text("single").shape == (768,)
+        assert isinstance(e, EmbeddingBackend)
+
+
+def test_dimension_probe_when_asked_first():
+    with FakeOllama(dim=384) as server:
+        assert OllamaEmbedder(host=server.url).embedding_dim == 384
+
+
+def test_older_servers_fall_back_to_the_legacy_endpoint():
+    with FakeOllama(batch_endpoint=False) as server:
+        e = OllamaEmbedder(host=server.url)
+        texts = ["one", "two words"]
+        assert np.allclose(e.embed_texts(texts), expected(texts), atol=1e-6)
+        assert [r["path"] for r in server.log] == ["/api/embed", "/api/embeddings",
+                                                   "/api/embeddings"]
+        server.log.clear()
+        e.embed_text("three")
+        assert [r["path"] for r in server.log] == ["/api/embeddings"]
+
+
+def test_missing_model_says_how_to_pull_it():
+    with FakeOllama() as server:
+        with pytest.raises(BackendError, match="ollama pull mxbai-embed-large"):
+            OllamaEmbedder("mxbai-embed-large", host=server.url).embed_text("x")
+
+
+def test_model_that_cannot_embed_is_named():
+    with FakeOllama() as server:
+        with pytest.raises(BackendError, match="cannot make embeddings"):
+            OllamaEmbedder("llama3", host=server.url).embed_text("x")
+
+
+def test_dead_server_says_to_start_ollama():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BackendConnectionError, match="ollama serve"):
+        OllamaEmbedder(host=f"127.0.0.1:{port}").embed_text("x")
+
+
+def test_host_from_environment_and_custom_session(monkeypatch):
+    with FakeOllama() as server:
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{server.port}")
+
+        class Counting(requests.Session):
+            posts = 0
+
+            def post(self, *args, **kwargs):
+                Counting.posts += 1
+                return super().post(*args, **kwargs)
+
+        e = OllamaEmbedder(session=Counting())
+        assert e.host == server.url
+        e.embed_texts(["a", "b"])
+        assert Counting.posts == 1
+
+
+def test_bad_input_and_empty_batches():
+    with FakeOllama() as server:
+        e = OllamaEmbedder(host=server.url)
+        with pytest.raises(ValueError, match="index 0"):
+            e.embed_texts(["   "])
+        with pytest.raises(ValueError, match="index 1"):
+            e.embed_texts(["ok", b"bytes"])
+        assert e.embed_texts([]).shape == (0, 768)
+
+
+def test_async_twins():
+    with FakeOllama() as server:
+        e = OllamaEmbedder(host=server.url)
+        texts = ["async one", "async two"]
+        assert np.allclose(asyncio.run(e.aembed_texts(texts)), expected(texts), atol=1e-6)
+        assert asyncio.run(e.aembed_text("x")).shape == (768,)
+
+
+def test_missing_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "requests", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'binary-semantic-cache\[ollama\]'"):
+        OllamaEmbedder()
+
+
+def test_original_ollama_quick_start_runs_unchanged(monkeypatch):
+    with FakeOllama() as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        namespace = {}
+        exec('''
+from binary_semantic_cache import BinarySemanticCache, BinaryEncoder
+from binary_semantic_cache.embeddings import OllamaEmbedder
+
+# 1. Setup Local Backend (Requires Ollama running with nomic-embed-text)
+embedder = OllamaEmbedder(model_name="nomic-embed-text")
+
+# 2. Initialize Cache (768 dimensions for Nomic)
+encoder = BinaryEncoder(embedding_dim=768)
+cache = BinarySemanticCache(encoder=encoder)
+
+# 3. Use
+vec = embedder.embed_text("Hello Local World")
+cache.put(vec, "Stored Locally")
+''', namespace)
+        cache = namespace["cache"]
+        assert isinstance(cache, BinarySemanticCache) and len(cache) == 1
+        assert cache.get(namespace["embedder"].embed_text("hello local world!")).response == \
+            "Stored Locally"
+        assert isinstance(namespace["encoder"], BinaryEncoder)

@@ -1,0 +1,263 @@
+"""OpenAIEmbeddingBackend with the real openai client against a loopback server."""
+
+import asyncio
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openai")
+
+from binary_semantic_cache import (  # noqa: E402
+    BackendAuthError,
+    BackendConnectionError,
+    BackendError,
+    BackendRateLimitError,
+    MissingExtraError,
+)
+from binary_semantic_cache.embeddings import openai_backend  # noqa: E402
+from binary_semantic_cache.embeddings.openai_backend import OpenAIEmbeddingBackend  # noqa: E402
+
+from .conftest import FakeClock  # noqa: E402
+from .fake_servers import FakeOpenAI, embed  # noqa: E402
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI() as s:
+        yield s
+
+
+class Waits:
+    """Records requested sleeps instead of sleeping."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, seconds):
+        self.calls.append(round(seconds, 6))
+
+    async def asleep(self, seconds):
+        self.calls.append(round(seconds, 6))
+
+
+def backend(server, waits=None, **kwargs):
+    waits = waits or Waits()
+    kwargs.setdefault("clock", FakeClock(0.0))
+    return OpenAIEmbeddingBackend(api_key="sk-test", base_url=server.url, sleep=waits,
+                                  asleep=waits.asleep, rng=lambda: 0.0, **kwargs)
+
+
+def expected(texts, dim=1536):
+    rows = np.stack([embed(t, dim) for t in texts])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_vectors_in_order_normalised_and_priced(server):
+    texts = [f"question number {i} about cards" for i in range(10)]
+    b = backend(server)
+    got = b.embed_texts(texts)
+    assert got.dtype == np.float32 and got.shape == (10, 1536)
+    assert np.allclose(got, expected(texts), atol=1e-6)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-6)
+    assert b.embedding_dim == 1536 and b.model_name == "text-embedding-3-small"
+    one = b.embed_text("hello there")
+    assert one.shape == (1536,)
+    stats = b.get_stats()
+    tokens = 10 * 5 + 2
+    assert (stats["requests"], stats["http_attempts"], stats["tokens"], stats["texts"]) == (
+        2, 2, tokens, 11)
+    assert stats["cost_usd"] == pytest.approx(tokens * 0.02 / 1e6)
+    assert [len(r["input"]) for r in server.log] == [10, 1]
+    assert server.log[0]["model"] == "text-embedding-3-small"
+    b.reset_stats()
+    assert b.get_stats()["requests"] == 0 and b.get_stats()["cost_usd"] == 0
+
+
+def test_out_of_order_answers_come_back_in_input_order(server):
+    server.script = ["shuffle"]
+    texts = ["alpha", "beta gamma", "delta", "epsilon zeta eta"]
+    assert np.allclose(backend(server).embed_texts(texts), expected(texts), atol=1e-6)
+
+
+def test_batches_respect_input_and_token_limits(server, monkeypatch):
+    b = backend(server)
+    b.embed_texts([f"t{i}" for i in range(5000)])
+    assert [len(r["input"]) for r in server.log] == [2048, 2048, 904]
+    server.log.clear()
+    monkeypatch.setattr(openai_backend, "MAX_TOKENS_PER_REQUEST", 30)
+    b.embed_texts(["x" * 40] * 5)  # 10 estimated tokens each: 3 fit a request
+    assert [len(r["input"]) for r in server.log] == [3, 2]
+
+
+def test_retry_after_is_honoured_on_429(server):
+    server.script = [("status", 429, {"Retry-After": "7"}), "ok"]
+    waits = Waits()
+    b = backend(server, waits)
+    assert b.embed_text("hi").shape == (1536,)
+    assert waits.calls == [7.0] and len(server.log) == 2
+    assert b.get_stats()["retries"] == 1 and b.get_stats()["http_attempts"] == 2
+
+
+def test_server_errors_back_off_exponentially(server):
+    server.script = [("status", 500, {}), ("status", 503, {}), ("status", 502, {}), "ok"]
+    waits = Waits()
+    backend(server, waits).embed_text("hi")
+    # rng() == 0: half of 0.5 * 2**attempt
+    assert waits.calls == [0.25, 0.5, 1.0] and len(server.log) == 4
+
+
+def test_stalled_response_times_out_and_is_retried(server):
+    server.script = [("stall", 2.0), "ok"]
+    waits = Waits()
+    b = backend(server, waits, timeout=0.3)
+    assert b.embed_text("slow").shape == (1536,)
+    assert len(waits.calls) == 1 and b.get_stats()["http_attempts"] == 2
+
+
+def test_gives_up_after_the_last_retry_with_a_clear_error(server):
+    server.script = [("status", 429, {"Retry-After": "1"})] * 3
+    with pytest.raises(BackendRateLimitError, match="after 3 attempts"):
+        backend(server, max_retries=2).embed_text("hi")
+    assert len(server.log) == 3  # the client's own retries are off
+
+
+@pytest.mark.parametrize("status, error", [(401, BackendAuthError), (403, BackendAuthError),
+                                           (400, BackendError), (404, BackendError)])
+def test_client_errors_are_not_retried(server, status, error):
+    server.script = [("status", status, {})]
+    with pytest.raises(error, match=f"HTTP {status}"):
+        backend(server).embed_text("hi")
+    assert len(server.log) == 1
+
+
+def test_unreachable_server_is_a_connection_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    waits = Waits()
+    b = OpenAIEmbeddingBackend(api_key="sk-test", base_url=f"http://127.0.0.1:{port}/v1",
+                               max_retries=2, sleep=waits, rng=lambda: 0.0)
+    with pytest.raises(BackendConnectionError, match="after 3 attempts"):
+        b.embed_text("hi")
+    assert waits.calls == [0.25, 0.5]
+
+
+def test_request_and_token_budgets_make_the_caller_wait(server):
+    clock, waits = FakeClock(0.0), Waits()
+    b = backend(server, waits, rpm_limit=2, clock=clock)
+    for _ in range(3):
+        b.embed_text("one")
+    assert waits.calls == [30.0]  # the third request in a minute of 2
+    waits.calls.clear()
+    b = backend(server, waits, tpm_limit=120, clock=FakeClock(0.0))
+    b.embed_texts(["x" * 400])  # 100 estimated tokens
+    b.embed_texts(["x" * 400])
+    assert waits.calls == [40.0]  # 80 tokens short at 2 tokens a second
+
+
+def test_dimensions_pass_through(server):
+    b = backend(server, dimensions=256)
+    assert b.embed_text("short vectors").shape == (256,) and b.embedding_dim == 256
+    assert server.log[0]["dimensions"] == 256
+    with pytest.raises(ValueError, match="text-embedding-3"):
+        backend(server, model="text-embedding-ada-002", dimensions=256)
+
+
+def test_empty_and_bad_input(server):
+    b = backend(server)
+    assert b.embed_texts([]).shape == (0, 1536)
+    assert server.log == []
+    with pytest.raises(ValueError, match="index 1"):
+        b.embed_texts(["fine", ""])
+    with pytest.raises(ValueError, match="index 2"):
+        b.embed_texts(["a", "b", 3])
+    with pytest.raises(ValueError, match="list of strings"):
+        b.embed_texts("one string")
+    with pytest.raises(ValueError, match="string"):
+        b.embed_text(None)
+
+
+def test_prices_can_be_overridden_and_unknown_models_cost_none(server):
+    b = backend(server, prices={"text-embedding-3-small": 1.0})
+    b.embed_text("one two")
+    assert b.get_stats()["cost_usd"] == pytest.approx(2 / 1e6)
+    b = backend(server, model="my-local-model")
+    b.embed_text("one")
+    assert b.get_stats()["cost_usd"] is None and b.embedding_dim == 1536
+
+
+def test_async_twins_retry_with_the_injected_sleep(server):
+    server.script = [("status", 429, {"Retry-After": "3"}), "shuffle"]
+    waits = Waits()
+    b = backend(server, waits)
+    texts = ["first text", "second one", "third"]
+    got = asyncio.run(b.aembed_texts(texts))
+    assert np.allclose(got, expected(texts), atol=1e-6) and waits.calls == [3.0]
+    assert asyncio.run(b.aembed_text("solo")).shape == (1536,)
+
+
+def test_key_and_url_come_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    OpenAIEmbeddingBackend().embed_text("from the environment")
+    assert len(server.log) == 1
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(BackendAuthError, match="OPENAI_API_KEY"):
+        OpenAIEmbeddingBackend()
+
+
+def test_missing_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openai", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'binary-semantic-cache\[openai\]'"):
+        OpenAIEmbeddingBackend(api_key="sk-test")
+
+
+def test_plain_import_loads_no_client_library():
+    code = ("import sys, binary_semantic_cache, binary_semantic_cache.embeddings; "
+            "print(sorted(m for m in ('openai', 'requests', 'httpx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+ORIGINAL_QUICK_START = '''
+import os
+from binary_semantic_cache import BinarySemanticCache, BinaryEncoder
+from binary_semantic_cache.embeddings.openai_backend import OpenAIEmbeddingBackend
+
+# 1. Setup Backend (Tier 1 rate limits default)
+os.environ["OPENAI_API_KEY"] = "sk-..."
+backend = OpenAIEmbeddingBackend(model="text-embedding-3-small")
+
+# 2. Initialize Cache (1536 dimensions for OpenAI)
+encoder = BinaryEncoder(embedding_dim=1536, code_bits=256)
+cache = BinarySemanticCache(encoder=encoder, max_entries=10000)
+
+# 3. Use
+query = "What is the capital of France?"
+embedding = backend.embed_text(query)
+
+# Check Cache
+if hit := cache.get(embedding):
+    print(f"✅ HIT: {hit.response}")
+else:
+    # Call LLM (Simulated)
+    response = "Paris"
+    cache.put(embedding, response)
+    print(f"❌ MISS: Cached '{response}'")
+'''
+
+
+def test_original_quick_start_runs_unchanged_and_hits_a_paraphrase(server, monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "unset")
+    namespace = {}
+    exec(ORIGINAL_QUICK_START, namespace)
+    assert capsys.readouterr().out.strip() == "❌ MISS: Cached 'Paris'"
+    use = ORIGINAL_QUICK_START.split("# 3. Use")[1].replace(
+        "What is the capital of France?", "what is the capital city of france")
+    exec(use, namespace)
+    assert capsys.readouterr().out.strip() == "✅ HIT: Paris"
+    assert len(server.log) == 2
