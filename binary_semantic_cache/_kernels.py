@@ -82,21 +82,83 @@ def _better(a, da, b, db, tick):
 
 
 @numba.njit(**JIT)
-def _block_distances(codes, lo, m, q, dist):
-    """Distances from ``q`` to slots ``lo..lo+m`` into ``dist[:m]``; returns their minimum."""
-    for j in range(m):
-        dist[j] = 0
-    for w in range(codes.shape[0]):
-        # A row slice of a C-contiguous array stays contiguous, and j runs
-        # from 0, so LLVM sees a plain unit-stride loop and vectorises it.
-        row = codes[w, lo : lo + m]
-        qw = q[w]
-        for j in range(m):
-            dist[j] += _popcount(row[j] ^ qw)
+def _set4(codes, w, lo, m, q, dist):
+    # Four words per pass, fused: one load and one store of dist per slot
+    # instead of four, and no loop over words for LLVM to see through.
+    r0, r1 = codes[w, lo : lo + m], codes[w + 1, lo : lo + m]
+    r2, r3 = codes[w + 2, lo : lo + m], codes[w + 3, lo : lo + m]
+    q0, q1, q2, q3 = q[w], q[w + 1], q[w + 2], q[w + 3]
     least = NO_DISTANCE
     for j in range(m):
-        least = min(least, dist[j])
+        d = (_popcount(r0[j] ^ q0) + _popcount(r1[j] ^ q1)
+             + _popcount(r2[j] ^ q2) + _popcount(r3[j] ^ q3))
+        dist[j] = d
+        least = min(least, d)
     return least
+
+
+@numba.njit(**JIT)
+def _add4(codes, w, lo, m, q, dist):
+    r0, r1 = codes[w, lo : lo + m], codes[w + 1, lo : lo + m]
+    r2, r3 = codes[w + 2, lo : lo + m], codes[w + 3, lo : lo + m]
+    q0, q1, q2, q3 = q[w], q[w + 1], q[w + 2], q[w + 3]
+    least = NO_DISTANCE
+    for j in range(m):
+        d = dist[j] + (_popcount(r0[j] ^ q0) + _popcount(r1[j] ^ q1)
+                       + _popcount(r2[j] ^ q2) + _popcount(r3[j] ^ q3))
+        dist[j] = d
+        least = min(least, d)
+    return least
+
+
+@numba.njit(**JIT)
+def _add2(codes, w, lo, m, q, dist):
+    r0, r1 = codes[w, lo : lo + m], codes[w + 1, lo : lo + m]
+    q0, q1 = q[w], q[w + 1]
+    least = NO_DISTANCE
+    for j in range(m):
+        d = dist[j] + _popcount(r0[j] ^ q0) + _popcount(r1[j] ^ q1)
+        dist[j] = d
+        least = min(least, d)
+    return least
+
+
+@numba.njit(**JIT)
+def _add1(codes, w, lo, m, q, dist):
+    r0 = codes[w, lo : lo + m]
+    q0 = q[w]
+    least = NO_DISTANCE
+    for j in range(m):
+        d = dist[j] + _popcount(r0[j] ^ q0)
+        dist[j] = d
+        least = min(least, d)
+    return least
+
+
+@numba.njit(**JIT)
+def _block_distances(codes, lo, m, q, dist):
+    """Distances from ``q`` to slots ``lo..lo+m`` into ``dist[:m]``; returns their minimum.
+
+    Row slices of a C-contiguous array stay contiguous and ``j`` runs from 0,
+    so LLVM sees plain unit-stride loops and vectorises them.
+    """
+    n_words = codes.shape[0]
+    w = 0
+    if n_words >= 4:
+        least = _set4(codes, 0, lo, m, q, dist)
+        w = 4
+    else:
+        for j in range(m):
+            dist[j] = 0
+    while w + 4 <= n_words:
+        least = _add4(codes, w, lo, m, q, dist)
+        w += 4
+    if w + 2 <= n_words:
+        least = _add2(codes, w, lo, m, q, dist)
+        w += 2
+    if w < n_words:
+        least = _add1(codes, w, lo, m, q, dist)
+    return least  # of the last pass, which leaves the final distances
 
 
 @numba.njit(**JIT)
