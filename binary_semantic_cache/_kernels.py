@@ -487,3 +487,37 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
         out_slot[i] = s
         out_gen[i] = gen[s]
     return evicted
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+@numba.njit(**JIT)
+def _stream_xor(codes, n):
+    """XOR of the first ``n`` columns: the cost of just reading the codes once."""
+    acc = np.uint64(0)
+    for w in range(codes.shape[0]):
+        row = codes[w, :n]
+        for j in range(n):
+            acc ^= row[j]
+    return acc
+
+
+@numba.njit(**JIT_PARALLEL)
+def _stream_xor_parallel(codes, n, n_chunks):
+    """``_stream_xor`` split over ``n_chunks`` threads."""
+    per = (n + n_chunks - 1) // n_chunks
+    parts = np.zeros(n_chunks, np.uint64)
+    for c in prange(n_chunks):
+        lo = min(n, c * per)
+        hi = min(n, lo + per)
+        acc = np.uint64(0)
+        for w in range(codes.shape[0]):
+            row = codes[w, lo:hi]
+            for j in range(hi - lo):
+                acc ^= row[j]
+        parts[c] = acc
+    acc = np.uint64(0)
+    for c in range(n_chunks):
+        acc ^= parts[c]
+    return acc

@@ -17,6 +17,15 @@ def main(argv=None):
     demo.add_argument("--bits", type=int, default=256, help="bits per code (default 256)")
     demo.add_argument("--seed", type=int, default=42, help="encoder seed (default 42)")
 
+    bench = sub.add_parser("bench", help="time our scans beside NumPy, faiss and the read roof")
+    bench.add_argument("--sizes", default="10000,100000,1000000",
+                       help="comma-separated numbers of codes (default 10000,100000,1000000)")
+    bench.add_argument("--quick", action="store_true", help="10k and 100k codes only")
+    bench.add_argument("--no-end-to-end", action="store_true",
+                       help="skip cache.get and put throughput at 100k entries")
+    bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    bench.add_argument("--plot", metavar="PATH", help="write a PNG of latency against size")
+
     inspect = sub.add_parser("inspect", help="describe a saved cache and verify its checksums")
     inspect.add_argument("path")
     inspect.add_argument("--no-verify", action="store_true", help="skip the SHA-256 checks")
@@ -36,13 +45,30 @@ def main(argv=None):
             from . import demo as demo_module
 
             demo_module.run(threshold=args.threshold, code_bits=args.bits, seed=args.seed)
+        elif args.command == "bench":
+            _bench(args)
         elif args.command == "inspect":
             _inspect(args)
         else:
             _migrate(args)
-    except (ValueError, TypeError, CacheError, OSError) as exc:
+    except (ValueError, TypeError, CacheError, OSError, ImportError) as exc:
         parser.exit(2, f"bsc {args.command}: {exc}\n")
     return 0
+
+
+def _bench(args):
+    from . import bench
+
+    sizes = (10_000, 100_000) if args.quick else tuple(int(s) for s in args.sizes.split(","))
+    results = {"scans": bench.scans(sizes)}
+    if not args.no_end_to_end:
+        results["end_to_end"] = bench.end_to_end()
+    bench.report(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    if args.plot:
+        bench.plot(results, args.plot)
 
 
 def _inspect(args):

@@ -223,3 +223,15 @@ def test_tick_wrap_renumbers_in_recency_order():
     assert order == [before[-2], before[-1]] + before[:-2]
     assert index.tick[order].tolist() == [5, 4, 3, 2, 1]
     assert index.state[K.TICK] == 5
+
+
+@pytest.mark.parametrize("n", [0, 1, BLOCK + 5])
+def test_stream_xor_matches_naive(n):
+    codes = random_codes(np.random.default_rng(n), 3, max(n, 1))
+    want = 0
+    for w in range(3):
+        for j in range(n):
+            want ^= int(codes[w, j])
+    assert int(K._stream_xor(codes, n)) == want
+    for chunks in (1, 2, 3):
+        assert int(K._stream_xor_parallel(codes, n, chunks)) == want
