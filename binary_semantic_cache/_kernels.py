@@ -447,10 +447,10 @@ def _purge_expired(prev, nxt, gen, exp, heap, hpos, state, now, out):
 
 @numba.njit(**JIT)
 def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp, heap, hpos,
-            state, now, out_slot, out_gen):
+            state, now, out_id):
     """Store each row of ``new``; returns how many live entries were evicted.
 
-    Row ``i`` lands in slot ``out_slot[i]`` with generation ``out_gen[i]`` and
+    Row ``i`` gets the entry id ``out_id[i]`` (``gen << 32 | slot``) and
     expires at ``new_exp[i]``; an empty ``new_exp`` means no row expires.
 
     A slot comes from the free list, then from never-used capacity, and only
@@ -484,8 +484,7 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
             exp[s] = new_exp[i] if new_exp.shape[0] > 0 else np.inf
             if exp[s] < np.inf:
                 _heap_push(heap, hpos, exp, state, s)
-        out_slot[i] = s
-        out_gen[i] = gen[s]
+        out_id[i] = (np.uint64(gen[s]) << np.uint64(32)) | np.uint64(s)
     return evicted
 
 

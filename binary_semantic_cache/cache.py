@@ -253,18 +253,19 @@ class BinarySemanticCache:
             self._purge(now)
             self._reserve(m)
             idx = self._index
-            slots = np.empty(m, np.int64)
-            gens = np.empty(m, np.uint32)
-            fresh_before = idx.high_water
+            ids = np.empty(m, np.uint64)
+            state = idx.state
+            fresh_before = state[K.HW]
             self._evictions += K._insert(
                 idx.codes, codes, expires, idx.prev, idx.nxt, idx.gen, idx.tick, idx.count,
-                idx.created, idx.seen, idx.exp, idx.heap, idx.hpos, idx.state, now, slots, gens)
-            if idx.high_water - fresh_before < m:
+                idx.created, idx.seen, idx.exp, idx.heap, idx.hpos, state, now, ids)
+            if state[K.HW] - fresh_before < m:
                 self._version += 1  # a slot a reader may be scanning was rewritten
-            slot_list = slots.tolist()
-            for s, response in zip(slot_list, responses):
-                self._responses[s] = response
-            return [(g << 32) | s for s, g in zip(slot_list, gens.tolist())]
+            id_list = ids.tolist()
+            items = self._responses._items
+            for entry_id, response in zip(id_list, responses):
+                items[entry_id & 0xFFFFFFFF] = response
+            return id_list
 
     def _reserve(self, m):
         """Grow the arrays so ``m`` more puts need no eviction, up to max_entries."""

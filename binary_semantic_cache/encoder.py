@@ -102,7 +102,8 @@ class BinaryEncoder:
 
     def _encode_checked(self, rows):
         """Encode float32 rows that already passed the validation gate."""
-        proj = rows.reshape(-1, self._dim) @ self._planes
+        # A 1-D product runs as BLAS gemv, measurably cheaper for one embedding.
+        proj = (rows @ self._planes).reshape(-1, self._bits)
         codes = np.empty((proj.shape[0], self.n_words), np.uint64)
         _pack_signs(proj, codes)
         return codes.reshape(rows.shape[:-1] + (self.n_words,))

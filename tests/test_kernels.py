@@ -156,13 +156,13 @@ def test_scan_accepts_read_only_and_memory_mapped_codes(tmp_path):
 
 def insert(index, rng, now, expires=np.inf):
     new = random_codes(rng, index.codes.shape[0], 1).T.copy()
-    out = np.empty(1, np.int64)
-    gen = np.empty(1, np.uint32)
+    out = np.empty(1, np.uint64)
     evicted = K._insert(index.codes, new, np.array([expires]), index.prev, index.nxt, index.gen,
                         index.tick, index.count, index.created, index.seen, index.exp,
-                        index.heap, index.hpos, index.state, now, out, gen)
-    assert gen[0] == index.gen[out[0]] and gen[0] % 2 == 1
-    return int(out[0]), evicted, new[0]
+                        index.heap, index.hpos, index.state, now, out)
+    slot, gen = int(out[0]) & 0xFFFFFFFF, int(out[0]) >> 32
+    assert gen == index.gen[slot] and gen % 2 == 1
+    return slot, evicted, new[0]
 
 
 @settings(max_examples=40, deadline=None)
