@@ -19,8 +19,11 @@ ALIGN = 64
 # magic, version, byte-order mark, code_bits, n_words, embedding_dim, has_expiry,
 # seed, live entries, slots ever used, capacity (array length), max_entries, threshold,
 # ttl (NaN: none),
-# kernel state (8 x int64), hits, misses, evictions, expirations, sha256 of the projection
-_HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q4Q32s")
+# kernel state (8 x int64), hits, misses, evictions, expirations, sha256 of the projection,
+# rescore kind (index into RESCORE_KINDS), rescore_k
+_HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q4Q32sII")
+RESCORE_KINDS = (None, "int8", "float16", "float32")
+_VECTOR_DTYPES = {"int8": "<i1", "float16": "<u2", "float32": "<f4"}
 
 # (name, dtype, words per slot); codes are stored word-major: [n_words, slots].
 _META = [("prev", "<i4"), ("nxt", "<i4"), ("gen", "<u4"), ("tick", "<u4"), ("count", "<u4"),
@@ -44,6 +47,8 @@ class Header:
     state: tuple
     counters: tuple  # hits, misses, evictions, expirations
     projection_sha256: bytes
+    rescore: str | None = None
+    rescore_k: int = 10
 
     def pack(self):
         raw = _HEADER.pack(
@@ -51,7 +56,8 @@ class Header:
             int(self.has_expiry), self.seed, self.count, self.slots, self.capacity,
             self.max_entries,
             self.threshold, math.nan if self.ttl is None else self.ttl, *self.state,
-            *self.counters, self.projection_sha256)
+            *self.counters, self.projection_sha256, RESCORE_KINDS.index(self.rescore),
+            self.rescore_k)
         return raw.ljust(HEADER_BYTES, b"\x00")
 
     def layout(self):
@@ -62,6 +68,11 @@ class Header:
         fields += [(name, dtype, (self.capacity,)) for name, dtype in _META]
         if self.has_expiry:
             fields += [(name, dtype, (self.capacity,)) for name, dtype in _EXPIRY]
+        if self.rescore:
+            fields.append(("vectors", _VECTOR_DTYPES[self.rescore],
+                           (self.capacity, self.embedding_dim)))
+        if self.rescore == "int8":
+            fields.append(("vnorm", "<f4", (self.capacity,)))
         fields.append(("resp_off", "<u8", (self.slots + 1,)))
         for name, dtype, shape in fields:
             offset = -(-offset // ALIGN) * ALIGN
@@ -91,8 +102,12 @@ def unpack_header(raw, where):
     (code_bits, n_words, dim, has_expiry, seed, count, slots, capacity, max_entries, threshold,
      ttl) = fields[3:14]
     state, counters, sha = fields[14:22], fields[22:26], fields[26]
+    kind, rescore_k = fields[27:29]
+    if kind >= len(RESCORE_KINDS):
+        raise CorruptFileError(f"{where}: unknown rescore kind {kind}")
     header = Header(code_bits, n_words, dim, bool(has_expiry), seed, count, slots, capacity,
-                    max_entries, threshold, None if math.isnan(ttl) else ttl, state, counters, sha)
+                    max_entries, threshold, None if math.isnan(ttl) else ttl, state, counters, sha,
+                    RESCORE_KINDS[kind], rescore_k)
     _check(header, where)
     return header
 
@@ -113,5 +128,7 @@ def _check(h, where):
         problems.append(f"threshold {h.threshold}, ttl {h.ttl}")
     if not 1 <= h.embedding_dim <= 1 << 20:
         problems.append(f"embedding_dim {h.embedding_dim}")
+    if not 1 <= h.rescore_k <= 10_000:
+        problems.append(f"rescore_k {h.rescore_k}")
     if problems:
         raise CorruptFileError(f"{where}: inconsistent header: " + "; ".join(problems))

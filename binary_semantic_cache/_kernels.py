@@ -292,6 +292,34 @@ def _distances(codes, n, q, out):
             out[start + j] = dist[j]
 
 
+# ---------------------------------------------------------------- rescoring
+
+
+@numba.njit(**JIT)
+def _rescore(vectors, vnorm, slots, found, q, out):
+    """Cosine of unit query ``q`` with the stored vectors of ``slots[:found]``.
+
+    ``vectors`` rows are unit float32, or int8 with their norms in ``vnorm``.
+    """
+    for i in range(found):
+        row = vectors[slots[i]]
+        acc = 0.0
+        for d in range(row.shape[0]):
+            acc += q[d] * np.float64(row[d])
+        out[i] = acc / vnorm[slots[i]] if vnorm.shape[0] > 0 else acc
+
+
+@numba.njit(**JIT)
+def _rescore_half(bits, table, slots, found, q, out):
+    """``_rescore`` for float16 rows stored as bit patterns; ``table`` maps bits to values."""
+    for i in range(found):
+        row = bits[slots[i]]
+        acc = 0.0
+        for d in range(row.shape[0]):
+            acc += q[d] * np.float64(table[row[d]])
+        out[i] = acc
+
+
 # ---------------------------------------------------------------- recency list
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import _validate, persistence
-from ._index import INITIAL_CAPACITY, Index
+from ._index import INITIAL_CAPACITY, RESCORE, Index
 from ._responses import Responses
 from ._jit import PARALLEL_MIN_CODES
 from .encoder import BinaryEncoder
@@ -17,6 +17,8 @@ from .results import CacheEntry, CacheStats
 # Lock-free scans retried before a lookup takes the lock for its scan.
 _OPTIMISTIC_TRIES = 2
 _NO_EXPIRY = np.zeros(0)  # expiry times of rows put without a time to live
+# float16 bit pattern -> float32 value, for rescoring kernels (Numba has no float16).
+_HALF = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
 
 class BinarySemanticCache:
@@ -39,6 +41,13 @@ class BinarySemanticCache:
     parallel : bool or None, keyword-only
         Scan with all Numba threads: None decides by size (from
         ``PARALLEL_MIN_CODES`` codes), True always, False never.
+    rescore : None, "int8", "float16" or "float32", keyword-only
+        Keep a copy of each embedding in this type and decide hits on the
+        exact cosine of the ``rescore_k`` nearest codes (see docs/quality.md).
+        Costs ``embedding_dim`` bytes per entry for int8 (+4 for its norm),
+        twice that for float16, four times for float32.
+    rescore_k : int, default 10, keyword-only
+        Candidates taken from the Hamming scan for rescoring.
 
     Notes
     -----
@@ -59,7 +68,7 @@ class BinarySemanticCache:
     """
 
     def __init__(self, encoder, max_entries=1000, similarity_threshold=0.80, *, ttl=None,
-                 clock=time.time, parallel=None):
+                 clock=time.time, parallel=None, rescore=None, rescore_k=10):
         if not isinstance(encoder, BinaryEncoder):
             raise TypeError(f"expected encoder as a BinaryEncoder, got {type(encoder).__name__}; "
                             "build one with BinaryEncoder(embedding_dim=...)")
@@ -74,6 +83,11 @@ class BinarySemanticCache:
         self._ttl = _validate.ttl(ttl)
         self._clock = clock
         self._parallel = parallel
+        if rescore not in (None, *RESCORE):
+            raise ValueError(f"expected rescore as None, 'int8', 'float16' or 'float32', got "
+                             f"{rescore!r}")
+        self._rescore = rescore
+        self._rescore_k = _validate.positive_int(rescore_k, "rescore_k", high=10_000)
         # cos(pi * d / bits) for every possible distance d.
         self._similarity = np.cos(np.pi * np.arange(encoder.code_bits + 1) / encoder.code_bits)
         self._lock = threading.Lock()
@@ -82,7 +96,8 @@ class BinarySemanticCache:
 
     def _reset(self):
         capacity = min(self._max, INITIAL_CAPACITY)
-        self._index = Index(self._encoder.n_words, capacity)
+        self._index = Index(self._encoder.n_words, capacity, self._rescore,
+                            self._encoder.embedding_dim)
         self._responses = Responses(capacity)
         # Bumped by every write a lock-free scan could have seen half done.
         self._version = getattr(self, "_version", 0) + 1
@@ -109,6 +124,11 @@ class BinarySemanticCache:
         self._threshold = _validate.threshold(value, "similarity_threshold")
 
     @property
+    def rescore(self):
+        """Type of the stored embedding copies used for rescoring, or None."""
+        return self._rescore
+
+    @property
     def ttl(self):
         """Default time to live in seconds, or None."""
         return self._ttl
@@ -132,8 +152,8 @@ class BinarySemanticCache:
             ``access_count`` are refreshed. None on a miss.
         """
         threshold = self._threshold_or_default(threshold)
-        codes = self._encode(embedding, ndim=1)[None, :]
-        return self._lookup(codes, threshold)[0]
+        codes, units = self._prepare(embedding, ndim=1)
+        return self._lookup(codes[None, :], units, threshold)[0]
 
     def get_batch(self, embeddings, *, threshold=None):
         """``get`` for each row of ``embeddings``, in one scan of the cache.
@@ -144,7 +164,8 @@ class BinarySemanticCache:
             One per row, in order; hits are recorded in row order.
         """
         threshold = self._threshold_or_default(threshold)
-        return self._lookup(self._encode(embeddings, ndim=2), threshold)
+        codes, units = self._prepare(embeddings, ndim=2)
+        return self._lookup(codes, units, threshold)
 
     def search(self, embedding, k=5):
         """The ``k`` nearest live entries, best first, whatever their similarity.
@@ -153,31 +174,47 @@ class BinarySemanticCache:
         as they are.
         """
         k = _validate.positive_int(k, "k")
-        q = self._encode(embedding, ndim=1)
+        q, unit = self._prepare(embedding, ndim=1)
         with self._lock:
             self._purge(self._clock())
             idx = self._index
-            slots = np.empty(min(k, idx.size), np.int64)
+            wanted = max(k, self._rescore_k) if self._rescore else k
+            slots = np.empty(min(wanted, idx.size), np.int64)
             dists = np.empty_like(slots)
             found = K._topk(idx.codes, idx.high_water, q, idx.gen, idx.tick, slots, dists)
-            return [self._entry(s, d) for s, d in zip(slots[:found], dists[:found])]
+            slots, dists = slots[:found], dists[:found]
+            if not self._rescore:
+                return [self._entry(s, self._similarity[d]) for s, d in zip(slots, dists)]
+            cosines = self._cosines(slots, unit)
+            order = np.lexsort((-idx.tick[slots].astype(np.int64), -cosines))[:k]
+            return [self._entry(slots[i], cosines[i]) for i in order]
 
-    def _lookup(self, codes, threshold):
+    def _lookup(self, codes, units, threshold):
         now = self._clock()
         if self._expiry_due(now):
             with self._lock:
                 self._purge(now)
-        slots = np.empty(codes.shape[0], np.int64)
+        k = self._rescore_k if self._rescore else 1
+        slots = np.empty((codes.shape[0], k), np.int64)
         dists = np.empty_like(slots)
         for _ in range(_OPTIMISTIC_TRIES):
             version = self._version
-            self._scan(codes, slots, dists)
+            self._candidates(codes, slots, dists)
             with self._lock:
                 if self._version == version:
-                    return self._record(slots, dists, threshold, now)
+                    return self._record(slots, dists, units, threshold, now)
         with self._lock:
-            self._scan(codes, slots, dists)
-            return self._record(slots, dists, threshold, now)
+            self._candidates(codes, slots, dists)
+            return self._record(slots, dists, units, threshold, now)
+
+    def _candidates(self, codes, slots, dists):
+        """The best ``slots.shape[1]`` slots for each code (-1 where there are fewer)."""
+        if slots.shape[1] == 1:
+            return self._scan(codes, slots[:, 0], dists[:, 0])
+        idx = self._index
+        slots[:] = -1
+        for i in range(codes.shape[0]):
+            K._topk(idx.codes, idx.high_water, codes[i], idx.gen, idx.tick, slots[i], dists[i])
 
     def _scan(self, codes, slots, dists):
         idx = self._index
@@ -197,26 +234,49 @@ class BinarySemanticCache:
         else:
             K._scan_batch(idx.codes, n, codes, idx.gen, idx.tick, slots, dists)
 
-    def _record(self, slots, dists, threshold, now):
+    def _record(self, slots, dists, units, threshold, now):
         """Turn scan results into hits or misses; the lock is held."""
         idx = self._index
         out = []
-        for s, d in zip(slots.tolist(), dists.tolist()):
+        for i in range(slots.shape[0]):
+            s, similarity = self._best(slots[i], dists[i], None if units is None else units[i])
             expired = idx.has_expiry and s >= 0 and idx.exp[s] <= now
-            if s < 0 or expired or self._similarity[d] < threshold:
+            if s < 0 or expired or similarity < threshold:
                 self._misses += 1
                 out.append(None)
                 continue
             K._touch(idx.prev, idx.nxt, idx.tick, idx.count, idx.created, idx.seen, idx.state, s, now)
             self._hits += 1
-            out.append(self._entry(s, d))
+            out.append(self._entry(s, similarity))
         return out
 
-    def _entry(self, slot, distance):
+    def _best(self, slots, dists, unit):
+        """The winning slot among candidates and its similarity (estimated or exact)."""
+        if not self._rescore:
+            s = int(slots[0])
+            return s, (self._similarity[dists[0]] if s >= 0 else -2.0)
+        found = int(np.count_nonzero(slots >= 0))
+        if found == 0:
+            return -1, -2.0
+        cosines = self._cosines(slots[:found], unit)
+        ticks = self._index.tick[slots[:found]]
+        best = max(range(found), key=lambda j: (cosines[j], ticks[j]))
+        return int(slots[best]), float(cosines[best])
+
+    def _cosines(self, slots, unit):
+        idx = self._index
+        out = np.empty(len(slots), np.float64)
+        if self._rescore == "float16":
+            K._rescore_half(idx.vectors, _HALF, slots, len(slots), unit, out)
+        else:
+            K._rescore(idx.vectors, idx.vnorm, slots, len(slots), unit, out)
+        return out
+
+    def _entry(self, slot, similarity):
         idx = self._index
         return CacheEntry(
             id=self._id(slot), response=self._responses[slot],
-            similarity=float(self._similarity[distance]), created_at=float(idx.created[slot]),
+            similarity=float(similarity), created_at=float(idx.created[slot]),
             last_accessed=float(idx.created[slot] + idx.seen[slot]),
             access_count=int(idx.count[slot]))
 
@@ -228,8 +288,9 @@ class BinarySemanticCache:
         A full cache first reuses the slot of an expired entry, else evicts
         the least recently used one. ``ttl`` (seconds) overrides the default.
         """
-        codes = self._encode(embedding, ndim=1)[None, :]
-        return self._store(codes, [response], ttl)[0]
+        codes, units = self._prepare(embedding, ndim=1)
+        return self._store(codes[None, :], [response], ttl,
+                           None if units is None else units[None, :])[0]
 
     def put_batch(self, embeddings, responses, *, ttl=None):
         """``put`` for each row of ``embeddings`` with the matching response.
@@ -238,11 +299,11 @@ class BinarySemanticCache:
         room, its later rows evict the least recently used entries, which may
         be its own earlier rows.
         """
-        codes = self._encode(embeddings, ndim=2)
+        codes, units = self._prepare(embeddings, ndim=2)
         _validate.batch_length(codes.shape[0], responses)
-        return self._store(codes, list(responses), ttl)
+        return self._store(codes, list(responses), ttl, units)
 
-    def _store(self, codes, responses, ttl):
+    def _store(self, codes, responses, ttl, units=None):
         ttl = self._ttl if ttl is None else _validate.ttl(ttl)
         m = codes.shape[0]
         with self._lock:
@@ -262,10 +323,26 @@ class BinarySemanticCache:
             if state[K.HW] - fresh_before < m:
                 self._version += 1  # a slot a reader may be scanning was rewritten
             id_list = ids.tolist()
+            if units is not None:
+                self._store_vectors(ids, units)
             items = self._responses._items
             for entry_id, response in zip(id_list, responses):
                 items[entry_id & 0xFFFFFFFF] = response
             return id_list
+
+    def _store_vectors(self, ids, units):
+        """Keep the rescoring copies of just-stored rows; the lock is held."""
+        idx = self._index
+        slots = (ids & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        if self._rescore == "int8":
+            peak = np.abs(units).max(axis=1, keepdims=True)
+            q = np.rint(units * (127.0 / peak)).astype(np.int8)
+            idx.vectors[slots] = q
+            idx.vnorm[slots] = np.linalg.norm(q.astype(np.float32), axis=1)
+        elif self._rescore == "float16":
+            idx.vectors[slots] = units.astype(np.float16).view(np.uint16)
+        else:
+            idx.vectors[slots] = units
 
     def _reserve(self, m):
         """Grow the arrays so ``m`` more puts need no eviction, up to max_entries."""
@@ -404,9 +481,15 @@ class BinarySemanticCache:
 
     # ------------------------------------------------------------ helpers
 
-    def _encode(self, x, *, ndim):
+    def _prepare(self, x, *, ndim):
+        """Codes of ``x`` and, when rescoring, its rows scaled to unit length."""
         rows = _validate.embeddings(x, self._encoder.embedding_dim, ndim=ndim)
-        return self._encoder._encode_checked(rows)
+        codes = self._encoder._encode_checked(rows)
+        if not self._rescore:
+            return codes, None
+        units = rows.reshape(-1, rows.shape[-1]).astype(np.float32)
+        units /= np.linalg.norm(units, axis=1, keepdims=True)
+        return codes, units.reshape(rows.shape)
 
     def _threshold_or_default(self, threshold):
         return self._threshold if threshold is None else _validate.threshold(threshold)

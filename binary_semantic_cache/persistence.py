@@ -84,7 +84,8 @@ def _serialise(cache, allow_pickle):
         capacity=idx.capacity, max_entries=cache._max, threshold=cache._threshold, ttl=cache._ttl,
         state=tuple(int(v) for v in idx.state),
         counters=(cache._hits, cache._misses, cache._evictions, cache._expirations),
-        projection_sha256=bytes.fromhex(enc.fingerprint[3]))
+        projection_sha256=bytes.fromhex(enc.fingerprint[3]), rescore=cache._rescore,
+        rescore_k=cache._rescore_k)
     records, offsets, at = [F.RESPONSES_MAGIC], np.zeros(slots + 1, "<u8"), len(F.RESPONSES_MAGIC)
     live = idx.gen[:slots] % 2 == 1
     for s in range(slots):
@@ -223,7 +224,7 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
     arrays["codes"].flags.writeable = False  # scanned in place; a put copies first
     index = Index.from_arrays(arrays, header.state)
     cache = cls(encoder, header.max_entries, header.threshold, ttl=header.ttl, clock=clock,
-                parallel=parallel)
+                parallel=parallel, rescore=header.rescore, rescore_k=header.rescore_k)
     cache._index = index
     cache._responses = Responses(index.capacity, blob, offsets, allow_pickle)
     cache._hits, cache._misses, cache._evictions, cache._expirations = header.counters
