@@ -18,6 +18,7 @@ from .errors import (
     TruncatedFileError,
     UnsafeResponseError,
 )
+from .quality import CalibrationResult, calibrate
 from .results import CacheEntry, CacheStats
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "CacheError",
     "CacheFileNotFoundError",
     "CacheStats",
+    "CalibrationResult",
     "ChecksumError",
     "CorruptFileError",
     "EncoderMismatchError",
@@ -41,4 +43,5 @@ __all__ = [
     "MissingExtraError",
     "TruncatedFileError",
     "UnsafeResponseError",
+    "calibrate",
 ]

@@ -250,34 +250,67 @@ def _scan_batch_parallel(codes, n, queries, gen, tick, out_slot, out_dist, n_chu
 
 
 @numba.njit(**JIT)
-def _topk(codes, n, q, gen, tick, out_slot, out_dist):
-    """The ``len(out_slot)`` nearest live slots, best first; returns how many."""
+def _topk_insert(s, d, tick, out_slot, out_dist, found):
+    """Insert slot ``s`` at distance ``d`` into the sorted best list; returns its new length."""
+    k = out_slot.shape[0]
+    if found == k and not _better(s, d, out_slot[k - 1], out_dist[k - 1], tick):
+        return found
+    if found < k:
+        found += 1
+    i = found - 1
+    while i > 0 and _better(s, d, out_slot[i - 1], out_dist[i - 1], tick):
+        out_slot[i] = out_slot[i - 1]
+        out_dist[i] = out_dist[i - 1]
+        i -= 1
+    out_slot[i] = s
+    out_dist[i] = d
+    return found
+
+
+@numba.njit(**JIT)
+def _topk_range(codes, lo, hi, q, gen, tick, out_slot, out_dist):
     k = out_slot.shape[0]
     if k == 0:
         return 0
     dist = np.empty(BLOCK, np.int64)
     found = 0
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
+    for start in range(lo, hi, BLOCK):
+        m = min(BLOCK, hi - start)
         least = _block_distances(codes, start, m, q, dist)
         if found == k and least > out_dist[k - 1]:
             continue
         for j in range(m):
-            s = start + j
             d = dist[j]
-            if not gen[s] & 1:
-                continue
-            if found == k and not _better(s, d, out_slot[k - 1], out_dist[k - 1], tick):
-                continue
-            if found < k:
-                found += 1
-            i = found - 1
-            while i > 0 and _better(s, d, out_slot[i - 1], out_dist[i - 1], tick):
-                out_slot[i] = out_slot[i - 1]
-                out_dist[i] = out_dist[i - 1]
-                i -= 1
-            out_slot[i] = s
-            out_dist[i] = d
+            if found == k and d > out_dist[k - 1]:
+                continue  # the common case, decided without touching other arrays
+            if gen[start + j] & 1:
+                found = _topk_insert(start + j, d, tick, out_slot, out_dist, found)
+    return found
+
+
+@numba.njit(**JIT)
+def _topk(codes, n, q, gen, tick, out_slot, out_dist):
+    """The ``len(out_slot)`` nearest live slots, best first; returns how many."""
+    return _topk_range(codes, 0, n, q, gen, tick, out_slot, out_dist)
+
+
+@numba.njit(**JIT_PARALLEL)
+def _topk_parallel(codes, n, q, gen, tick, out_slot, out_dist, n_chunks):
+    """``_topk`` split over ``n_chunks`` threads, then merged."""
+    k = out_slot.shape[0]
+    per = (n + n_chunks - 1) // n_chunks
+    per = (per + BLOCK - 1) // BLOCK * BLOCK
+    slots = np.full((n_chunks, k), -1, np.int64)
+    dists = np.full((n_chunks, k), NO_DISTANCE, np.int64)
+    counts = np.zeros(n_chunks, np.int64)
+    for c in prange(n_chunks):
+        lo = min(n, c * per)
+        hi = min(n, lo + per)
+        counts[c] = _topk_range(codes, lo, hi, q, gen, tick, slots[c], dists[c])
+    found = 0
+    for c in range(n_chunks):
+        for i in range(counts[c]):
+            found = _topk_insert(slots[c, i], dists[c, i], tick, out_slot, out_dist, found)
     return found
 
 

@@ -153,7 +153,8 @@ class BinarySemanticCache:
         """
         threshold = self._threshold_or_default(threshold)
         codes, units = self._prepare(embedding, ndim=1)
-        return self._lookup(codes[None, :], units, threshold)[0]
+        return self._lookup(codes[None, :], None if units is None else units[None, :],
+                            threshold)[0]
 
     def get_batch(self, embeddings, *, threshold=None):
         """``get`` for each row of ``embeddings``, in one scan of the cache.
@@ -212,9 +213,16 @@ class BinarySemanticCache:
         if slots.shape[1] == 1:
             return self._scan(codes, slots[:, 0], dists[:, 0])
         idx = self._index
+        n = idx.high_water
+        wide = self._parallel if self._parallel is not None else n >= PARALLEL_MIN_CODES
+        threads = numba.get_num_threads() if wide else 1
         slots[:] = -1
         for i in range(codes.shape[0]):
-            K._topk(idx.codes, idx.high_water, codes[i], idx.gen, idx.tick, slots[i], dists[i])
+            if threads > 1:
+                K._topk_parallel(idx.codes, n, codes[i], idx.gen, idx.tick, slots[i], dists[i],
+                                 threads)
+            else:
+                K._topk(idx.codes, n, codes[i], idx.gen, idx.tick, slots[i], dists[i])
 
     def _scan(self, codes, slots, dists):
         idx = self._index

@@ -26,6 +26,14 @@ def main(argv=None):
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG of latency against size")
 
+    evaluate = sub.add_parser("eval", help="answer quality of codes, rescoring and thresholds")
+    evaluate.add_argument("--data", metavar="PATH",
+                          help="your labelled .npz (clusters or pairs; see docs/quality.md)")
+    evaluate.add_argument("--latency-entries", type=int, default=0, metavar="N",
+                          help="also time get at N entries for each configuration")
+    evaluate.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    evaluate.add_argument("--plot", metavar="PATH", help="write precision against hit rate (PNG)")
+
     inspect = sub.add_parser("inspect", help="describe a saved cache and verify its checksums")
     inspect.add_argument("path")
     inspect.add_argument("--no-verify", action="store_true", help="skip the SHA-256 checks")
@@ -47,6 +55,10 @@ def main(argv=None):
             demo_module.run(threshold=args.threshold, code_bits=args.bits, seed=args.seed)
         elif args.command == "bench":
             _bench(args)
+        elif args.command == "eval":
+            from . import _eval_report
+
+            _eval_report.run(args)
         elif args.command == "inspect":
             _inspect(args)
         else:

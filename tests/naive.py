@@ -108,3 +108,9 @@ class SlotModel:
     def recency(self):
         """Live slots, most recent first."""
         return list(reversed(self.order))
+
+
+def cosine(a, b):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))

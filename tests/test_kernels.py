@@ -111,9 +111,13 @@ def test_topk_matches_naive(kind, k):
     codes, gen, tick, q = make_scan_case(rng, 3, n, kind)
     slots = np.empty(k, np.int64)
     dists = np.empty(k, np.int64)
+    want = naive.topk(codes, n, q, gen, tick, k)
     found = K._topk(codes, n, q, gen, tick, slots, dists)
-    assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == naive.topk(
-        codes, n, q, gen, tick, k)
+    assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
+    for chunks in (1, 2, 3):
+        slots[:] = -1
+        found = K._topk_parallel(codes, n, q, gen, tick, slots, dists, chunks)
+        assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
 
 
 def test_distances_match_naive():
@@ -235,3 +239,33 @@ def test_stream_xor_matches_naive(n):
     assert int(K._stream_xor(codes, n)) == want
     for chunks in (1, 2, 3):
         assert int(K._stream_xor_parallel(codes, n, chunks)) == want
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.float32])
+def test_rescore_matches_naive(dtype):
+    rng = np.random.default_rng(7)
+    raw = rng.standard_normal((20, 24))
+    vectors = (np.rint(raw * 20) if dtype == np.int8 else raw).astype(dtype)
+    vnorm = (np.linalg.norm(vectors.astype(np.float64), axis=1).astype(np.float32)
+             if dtype == np.int8 else np.zeros(0, np.float32))
+    if dtype == np.float32:
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = rng.standard_normal(24).astype(np.float32)
+    q /= np.linalg.norm(q)
+    slots = np.array([3, 0, 19, 7], np.int64)
+    out = np.empty(4)
+    K._rescore(vectors, vnorm, slots, 4, q, out)
+    assert out == pytest.approx([naive.cosine(vectors[s], q) for s in slots], abs=1e-6)
+
+
+def test_rescore_half_matches_naive():
+    rng = np.random.default_rng(8)
+    halves = rng.standard_normal((10, 16)).astype(np.float16)
+    table = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
+        np.float32)
+    q = rng.standard_normal(16).astype(np.float32)
+    slots = np.array([9, 2], np.int64)
+    out = np.empty(2)
+    K._rescore_half(halves.view(np.uint16), table, slots, 2, q, out)
+    assert out == pytest.approx([float(halves[s].astype(np.float64) @ q) for s in slots],
+                                abs=1e-5)
