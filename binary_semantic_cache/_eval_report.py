@@ -53,6 +53,8 @@ def report_clusters(results, label, out=print):
     out("  t@P90: least threshold giving 90% precision. wrong@P90: wrong-hit rate when the")
     out("  configuration serves as many correct hits as float cosine at its P90 threshold")
     out("  ('-': it never does); ratio: that over float cosine's own wrong-hit rate.")
+    out("  similarity of the returned entry minus its true cosine (nearest-of-many inflation): "
+        + ", ".join(f"{n} {r['inflation']:+.3f}" for n, r in results.items()))
     for name in ("float cosine", "256 bits", "256 bits + int8"):
         if name not in results:
             continue
