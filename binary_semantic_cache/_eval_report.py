@@ -3,6 +3,7 @@
 import json
 
 from . import datasets, quality
+from ._plotting import pyplot
 from ._progress import Progress
 
 
@@ -78,14 +79,7 @@ def report_pairs(results, label, out=print):
 
 
 def plot(results, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install "
-                          "'binary-semantic-cache[bench]'") from None
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, r in results.items():
         rows = [row for row in r["curve"] if row["hit_rate"] > 0]

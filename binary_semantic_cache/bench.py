@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from . import _kernels as K
+from ._plotting import pyplot
 from ._progress import Progress
 from .cache import BinarySemanticCache
 from .encoder import BinaryEncoder
@@ -219,14 +220,7 @@ def report(results, out=print):
 
 
 def plot(results, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install "
-                          "'binary-semantic-cache[bench]'") from None
+    plt = pyplot()
     sizes = sorted(results["scans"]["sizes"])
     names = list(results["scans"]["sizes"][sizes[0]]["single"])
     fig, ax = plt.subplots(figsize=(7, 4.5))

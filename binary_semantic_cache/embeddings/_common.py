@@ -19,6 +19,32 @@ def require(module, extra):
             f"pip install 'binary-semantic-cache[{extra}]'") from None
 
 
+class BackendBase:
+    """What both backends share: the name, the learnt dimension and the one-text calls.
+
+    Subclasses set ``_model`` and ``_dim`` (None until known) and implement
+    ``embed_texts`` and ``aembed_texts``.
+    """
+
+    @property
+    def model_name(self):
+        return self._model
+
+    @property
+    def embedding_dim(self):
+        """Length of the vectors; when not known up front, learnt from one request."""
+        if self._dim is None:
+            self.embed_text("dimension probe")
+        return self._dim
+
+    def embed_text(self, text):
+        """One L2-normalised float32 vector of shape ``(embedding_dim,)``."""
+        return self.embed_texts([check_text(text)])[0]
+
+    async def aembed_text(self, text):
+        return (await self.aembed_texts([check_text(text)]))[0]
+
+
 def check_texts(texts):
     """A list of non-empty strings, or ValueError naming the first bad index."""
     if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):

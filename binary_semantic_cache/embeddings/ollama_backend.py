@@ -5,12 +5,12 @@ import os
 import numpy as np
 
 from ..errors import BackendConnectionError, BackendError
-from ._common import check_text, check_texts, normalised, require
+from ._common import BackendBase, check_texts, normalised, require
 
 DEFAULT_HOST = "http://localhost:11434"
 
 
-class OllamaEmbedder:
+class OllamaEmbedder(BackendBase):
     """Embeddings from Ollama: one ``POST /api/embed`` for a whole batch.
 
     Servers older than the batch endpoint are asked text by text through
@@ -40,23 +40,8 @@ class OllamaEmbedder:
         self._dim = None
 
     @property
-    def model_name(self):
-        return self._model
-
-    @property
     def host(self):
         return self._host
-
-    @property
-    def embedding_dim(self):
-        """Length of the vectors, learnt from the server's first answer."""
-        if self._dim is None:
-            self.embed_text("dimension probe")
-        return self._dim
-
-    def embed_text(self, text):
-        """One L2-normalised float32 vector of shape ``(embedding_dim,)``."""
-        return self.embed_texts([check_text(text)])[0]
 
     def embed_texts(self, texts):
         """L2-normalised float32 rows, shape ``(len(texts), embedding_dim)``, in input order."""
@@ -73,9 +58,6 @@ class OllamaEmbedder:
             raise BackendError(f"Ollama answered {rows.shape} embeddings for {len(texts)} texts")
         self._dim = self._dim or rows.shape[1]
         return normalised(rows)
-
-    async def aembed_text(self, text):
-        return (await self.aembed_texts([check_text(text)]))[0]
 
     async def aembed_texts(self, texts):
         import asyncio

@@ -10,7 +10,15 @@ import time
 import numpy as np
 
 from ..errors import BackendAuthError, BackendConnectionError, BackendError, BackendRateLimitError
-from ._common import TokenBucket, backoff, check_text, check_texts, normalised, require, retry_after
+from ._common import (
+    BackendBase,
+    TokenBucket,
+    backoff,
+    check_texts,
+    normalised,
+    require,
+    retry_after,
+)
 
 #: US dollars per million input tokens (openai.com/api/pricing, 2026-11). Override
 #: per backend with ``prices={model: usd}`` or by editing this dict.
@@ -27,7 +35,7 @@ MAX_INPUTS_PER_REQUEST = 2048  # the API's limit on ``input`` items
 MAX_TOKENS_PER_REQUEST = 300_000  # the API's limit on tokens summed over one request
 
 
-class OpenAIEmbeddingBackend:
+class OpenAIEmbeddingBackend(BackendBase):
     """Embeddings from OpenAI's API, batched, rate-limited and retried.
 
     Parameters
@@ -85,31 +93,13 @@ class OpenAIEmbeddingBackend:
         self._lock = threading.Lock()
         self.reset_stats()
 
-    @property
-    def model_name(self):
-        return self._model
-
-    @property
-    def embedding_dim(self):
-        """Length of the vectors; for an unknown model, learnt from one request."""
-        if self._dim is None:
-            self.embed_text("dimension probe")
-        return self._dim
-
     # ------------------------------------------------------------ public calls
-
-    def embed_text(self, text):
-        """One L2-normalised float32 vector of shape ``(embedding_dim,)``."""
-        return self.embed_texts([check_text(text)])[0]
 
     def embed_texts(self, texts):
         """L2-normalised float32 rows, shape ``(len(texts), embedding_dim)``, in input order."""
         texts = check_texts(texts)
         parts = [self._request(batch, tokens) for batch, tokens in self._batches(texts)]
         return self._stack(parts)
-
-    async def aembed_text(self, text):
-        return (await self.aembed_texts([check_text(text)]))[0]
 
     async def aembed_texts(self, texts):
         texts = check_texts(texts)
