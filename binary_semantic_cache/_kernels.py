@@ -268,23 +268,64 @@ def _topk_insert(s, d, tick, out_slot, out_dist, found):
 
 
 @numba.njit(**JIT)
+def _kth_distance(cand_d, count, k, n_bits):
+    """The k-th smallest of ``cand_d[:count]`` (distances run 0..n_bits), by counting."""
+    hist = np.zeros(n_bits + 2, np.int64)
+    for i in range(count):
+        hist[cand_d[i]] += 1
+    total = 0
+    for d in range(n_bits + 1):
+        total += hist[d]
+        if total >= k:
+            return d
+    return n_bits
+
+
+@numba.njit(**JIT)
 def _topk_range(codes, lo, hi, q, gen, tick, out_slot, out_dist):
+    # Live slots within the running bound are appended to a candidate buffer
+    # (cheap), and the bound is tightened to the buffer's k-th distance only
+    # when the buffer fills: far fewer sorted insertions than keeping a
+    # sorted top-k throughout, which near-duplicate-heavy caches make costly.
     k = out_slot.shape[0]
     if k == 0:
         return 0
+    n_bits = codes.shape[0] * 64
     dist = np.empty(BLOCK, np.int64)
-    found = 0
+    room = 4 * k + BLOCK
+    cand_s = np.empty(room, np.int64)
+    cand_d = np.empty(room, np.int64)
+    count = 0
+    bound = NO_DISTANCE
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
-        least = _block_distances(codes, start, m, q, dist)
-        if found == k and least > out_dist[k - 1]:
+        if _block_distances(codes, start, m, q, dist) > bound:
             continue
+        if count + m > room:
+            bound = _kth_distance(cand_d, count, k, n_bits)
+            kept = 0
+            for i in range(count):
+                if cand_d[i] <= bound:
+                    cand_s[kept] = cand_s[i]
+                    cand_d[kept] = cand_d[i]
+                    kept += 1
+            count = kept
+            if count + m > room:  # more ties at the bound than room: grow
+                room = 2 * (count + m)
+                grown_s = np.empty(room, np.int64)
+                grown_d = np.empty(room, np.int64)
+                grown_s[:count] = cand_s[:count]
+                grown_d[:count] = cand_d[:count]
+                cand_s, cand_d = grown_s, grown_d
         for j in range(m):
             d = dist[j]
-            if found == k and d > out_dist[k - 1]:
-                continue  # the common case, decided without touching other arrays
-            if gen[start + j] & 1:
-                found = _topk_insert(start + j, d, tick, out_slot, out_dist, found)
+            if d <= bound and gen[start + j] & 1:
+                cand_s[count] = start + j
+                cand_d[count] = d
+                count += 1
+    found = 0
+    for i in range(count):
+        found = _topk_insert(cand_s[i], cand_d[i], tick, out_slot, out_dist, found)
     return found
 
 

@@ -267,8 +267,10 @@ class BinarySemanticCache:
         if found == 0:
             return -1, -2.0
         cosines = self._cosines(slots[:found], unit)
-        ticks = self._index.tick[slots[:found]]
-        best = max(range(found), key=lambda j: (cosines[j], ticks[j]))
+        best = int(np.argmax(cosines))
+        tied = np.flatnonzero(cosines == cosines[best])
+        if len(tied) > 1:  # equal cosines: the most recently used, as in the scan
+            best = int(tied[np.argmax(self._index.tick[slots[tied]])])
         return int(slots[best]), float(cosines[best])
 
     def _cosines(self, slots, unit):

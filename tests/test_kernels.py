@@ -269,3 +269,23 @@ def test_rescore_half_matches_naive():
     K._rescore_half(halves.view(np.uint16), table, slots, 2, q, out)
     assert out == pytest.approx([float(halves[s].astype(np.float64) @ q) for s in slots],
                                 abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["random", "duplicates", "zeros", "holes"])
+@pytest.mark.parametrize("k", [1, 4, 16])
+def test_topk_buffer_compaction_and_ties_match_naive(kind, k):
+    # Several blocks per k: the candidate buffer fills, is cut to the k-th
+    # distance, and (with many equal distances) has to grow.
+    rng = np.random.default_rng(k * 7 + len(kind))
+    n = 6 * BLOCK + 11
+    codes, gen, tick, q = make_scan_case(rng, 2, n, kind)
+    if kind == "duplicates":
+        codes[:, ::2] = codes[:, :1]  # thousands of slots tied at one distance
+    want = naive.topk(codes, n, q, gen, tick, k)
+    slots = np.full(k, -1, np.int64)
+    dists = np.empty(k, np.int64)
+    found = K._topk(codes, n, q, gen, tick, slots, dists)
+    assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
+    slots[:] = -1
+    found = K._topk_parallel(codes, n, q, gen, tick, slots, dists, 2)
+    assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
