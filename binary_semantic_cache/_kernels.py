@@ -317,12 +317,22 @@ def _topk_range(codes, lo, hi, q, gen, tick, out_slot, out_dist):
                 grown_s[:count] = cand_s[:count]
                 grown_d[:count] = cand_d[:count]
                 cand_s, cand_d = grown_s, grown_d
-        for j in range(m):
-            d = dist[j]
-            if d <= bound and gen[start + j] & 1:
-                cand_s[count] = start + j
-                cand_d[count] = d
-                count += 1
+        # Look at 64 slots at a time: a run whose minimum is past the bound
+        # is skipped after one vectorised pass, so only runs near the best
+        # distances pay for the branchy appends.
+        for run in range(0, m, 64):
+            end = min(m, run + 64)
+            least = NO_DISTANCE
+            for j in range(run, end):
+                least = min(least, dist[j])
+            if least > bound:
+                continue
+            for j in range(run, end):
+                d = dist[j]
+                if d <= bound and gen[start + j] & 1:
+                    cand_s[count] = start + j
+                    cand_d[count] = d
+                    count += 1
     found = 0
     for i in range(count):
         found = _topk_insert(cand_s[i], cand_d[i], tick, out_slot, out_dist, found)
@@ -370,28 +380,70 @@ def _distances(codes, n, q, out):
 
 
 @numba.njit(**JIT)
-def _rescore(vectors, vnorm, slots, found, q, out):
-    """Cosine of unit query ``q`` with the stored vectors of ``slots[:found]``.
+def _cosine(vectors, vnorm, s, q):
+    """Cosine of unit query ``q`` with slot ``s``'s stored row.
 
-    ``vectors`` rows are unit float32, or int8 with their norms in ``vnorm``.
+    Rows are unit float32, or int8 with their norms in ``vnorm``.
     """
+    row = vectors[s]
+    acc = 0.0
+    for d in range(row.shape[0]):
+        acc += q[d] * np.float64(row[d])
+    return acc / vnorm[s] if vnorm.shape[0] > 0 else acc
+
+
+@numba.njit(**JIT)
+def _cosine_half(bits, table, s, q):
+    """``_cosine`` for float16 rows kept as bit patterns; ``table`` maps bits to values."""
+    row = bits[s]
+    acc = 0.0
+    for d in range(row.shape[0]):
+        acc += q[d] * np.float64(table[row[d]])
+    return acc
+
+
+@numba.njit(**JIT)
+def _rescore(vectors, vnorm, slots, found, q, out):
+    """Cosines of ``q`` with the stored rows of ``slots[:found]``."""
     for i in range(found):
-        row = vectors[slots[i]]
-        acc = 0.0
-        for d in range(row.shape[0]):
-            acc += q[d] * np.float64(row[d])
-        out[i] = acc / vnorm[slots[i]] if vnorm.shape[0] > 0 else acc
+        out[i] = _cosine(vectors, vnorm, slots[i], q)
 
 
 @numba.njit(**JIT)
 def _rescore_half(bits, table, slots, found, q, out):
-    """``_rescore`` for float16 rows stored as bit patterns; ``table`` maps bits to values."""
     for i in range(found):
-        row = bits[slots[i]]
-        acc = 0.0
-        for d in range(row.shape[0]):
-            acc += q[d] * np.float64(table[row[d]])
-        out[i] = acc
+        out[i] = _cosine_half(bits, table, slots[i], q)
+
+
+@numba.njit(**JIT)
+def _rescore_best(vectors, vnorm, slots, q, tick):
+    """The candidate (``slots`` up to the first -1) of highest cosine; ties: higher tick."""
+    best = -1
+    best_c = -2.0
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        if s < 0:
+            break
+        c = _cosine(vectors, vnorm, s, q)
+        if c > best_c or (c == best_c and tick[s] > tick[best]):
+            best = s
+            best_c = c
+    return best, best_c
+
+
+@numba.njit(**JIT)
+def _rescore_best_half(bits, table, slots, q, tick):
+    best = -1
+    best_c = -2.0
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        if s < 0:
+            break
+        c = _cosine_half(bits, table, s, q)
+        if c > best_c or (c == best_c and tick[s] > tick[best]):
+            best = s
+            best_c = c
+    return best, best_c
 
 
 # ---------------------------------------------------------------- recency list

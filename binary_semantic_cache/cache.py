@@ -263,15 +263,10 @@ class BinarySemanticCache:
         if not self._rescore:
             s = int(slots[0])
             return s, (self._similarity[dists[0]] if s >= 0 else -2.0)
-        found = int(np.count_nonzero(slots >= 0))
-        if found == 0:
-            return -1, -2.0
-        cosines = self._cosines(slots[:found], unit)
-        best = int(np.argmax(cosines))
-        tied = np.flatnonzero(cosines == cosines[best])
-        if len(tied) > 1:  # equal cosines: the most recently used, as in the scan
-            best = int(tied[np.argmax(self._index.tick[slots[tied]])])
-        return int(slots[best]), float(cosines[best])
+        idx = self._index
+        if self._rescore == "float16":
+            return K._rescore_best_half(idx.vectors, _HALF, slots, unit, idx.tick)
+        return K._rescore_best(idx.vectors, idx.vnorm, slots, unit, idx.tick)
 
     def _cosines(self, slots, unit):
         idx = self._index
@@ -497,9 +492,9 @@ class BinarySemanticCache:
         codes = self._encoder._encode_checked(rows)
         if not self._rescore:
             return codes, None
-        units = rows.reshape(-1, rows.shape[-1]).astype(np.float32)
-        units /= np.linalg.norm(units, axis=1, keepdims=True)
-        return codes, units.reshape(rows.shape)
+        if rows.ndim == 1:
+            return codes, rows / np.float32(np.sqrt(rows @ rows))
+        return codes, rows / np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
 
     def _threshold_or_default(self, threshold):
         return self._threshold if threshold is None else _validate.threshold(threshold)

@@ -289,3 +289,24 @@ def test_topk_buffer_compaction_and_ties_match_naive(kind, k):
     slots[:] = -1
     found = K._topk_parallel(codes, n, q, gen, tick, slots, dists, 2)
     assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
+
+
+def test_rescore_best_picks_the_highest_cosine_then_the_latest_use():
+    rng = np.random.default_rng(9)
+    vectors = rng.standard_normal((8, 12)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[5] = vectors[2]  # a tie in cosine: the higher tick must win
+    tick = np.arange(1, 9, dtype=np.uint32)
+    q = vectors[2] + 0.01 * rng.standard_normal(12).astype(np.float32)
+    q /= np.linalg.norm(q)
+    none = np.zeros(0, np.float32)
+    slots = np.array([0, 2, 5, 7, -1, -1], np.int64)
+    s, c = K._rescore_best(vectors, none, slots, q, tick)
+    want = max((naive.cosine(vectors[i], q), int(tick[i]), i) for i in (0, 2, 5, 7))
+    assert s == want[2] == 5 and c == pytest.approx(want[0], abs=1e-6)
+    assert K._rescore_best(vectors, none, np.full(3, -1, np.int64), q, tick)[0] == -1
+    halves = vectors.astype(np.float16)
+    table = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
+        np.float32)
+    s, c = K._rescore_best_half(halves.view(np.uint16), table, slots, q, tick)
+    assert s == 5 and c == pytest.approx(float(halves[5].astype(np.float64) @ q), abs=1e-6)
