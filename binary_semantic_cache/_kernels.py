@@ -365,17 +365,6 @@ def _topk_parallel(codes, n, q, gen, tick, out_slot, out_dist, n_chunks):
     return found
 
 
-@numba.njit(**JIT)
-def _distances(codes, n, q, out):
-    """Hamming distance from ``q`` to each of the first ``n`` columns of ``codes``."""
-    dist = np.empty(BLOCK, np.int64)
-    for start in range(0, n, BLOCK):
-        m = min(BLOCK, n - start)
-        _block_distances(codes, start, m, q, dist)
-        for j in range(m):
-            out[start + j] = dist[j]
-
-
 # ---------------------------------------------------------------- rescoring
 
 
@@ -403,44 +392,27 @@ def _cosine_half(bits, table, s, q):
 
 
 @numba.njit(**JIT)
-def _rescore(vectors, vnorm, slots, found, q, out):
-    """Cosines of ``q`` with the stored rows of ``slots[:found]``."""
-    for i in range(found):
-        out[i] = _cosine(vectors, vnorm, slots[i], q)
+def _rescore(vectors, vnorm, slots, q, out):
+    """Cosines of ``q`` with the stored rows of ``slots``; -inf where a slot is -1."""
+    for i in range(slots.shape[0]):
+        out[i] = _cosine(vectors, vnorm, slots[i], q) if slots[i] >= 0 else -np.inf
 
 
 @numba.njit(**JIT)
-def _rescore_half(bits, table, slots, found, q, out):
-    for i in range(found):
-        out[i] = _cosine_half(bits, table, slots[i], q)
+def _rescore_half(bits, table, slots, q, out):
+    for i in range(slots.shape[0]):
+        out[i] = _cosine_half(bits, table, slots[i], q) if slots[i] >= 0 else -np.inf
 
 
 @numba.njit(**JIT)
-def _rescore_best(vectors, vnorm, slots, q, tick):
-    """The candidate (``slots`` up to the first -1) of highest cosine; ties: higher tick."""
+def _pick_best(slots, cosines, tick):
+    """The slot of highest cosine, ties to the higher tick: ``(slot, cosine)``, -1 if none."""
     best = -1
-    best_c = -2.0
+    best_c = -np.inf
     for i in range(slots.shape[0]):
         s = slots[i]
-        if s < 0:
-            break
-        c = _cosine(vectors, vnorm, s, q)
-        if c > best_c or (c == best_c and tick[s] > tick[best]):
-            best = s
-            best_c = c
-    return best, best_c
-
-
-@numba.njit(**JIT)
-def _rescore_best_half(bits, table, slots, q, tick):
-    best = -1
-    best_c = -2.0
-    for i in range(slots.shape[0]):
-        s = slots[i]
-        if s < 0:
-            break
-        c = _cosine_half(bits, table, s, q)
-        if c > best_c or (c == best_c and tick[s] > tick[best]):
+        c = cosines[i]
+        if s >= 0 and (best < 0 or c > best_c or (c == best_c and tick[s] > tick[best])):
             best = s
             best_c = c
     return best, best_c

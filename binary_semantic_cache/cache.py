@@ -263,18 +263,15 @@ class BinarySemanticCache:
         if not self._rescore:
             s = int(slots[0])
             return s, (self._similarity[dists[0]] if s >= 0 else -2.0)
-        idx = self._index
-        if self._rescore == "float16":
-            return K._rescore_best_half(idx.vectors, _HALF, slots, unit, idx.tick)
-        return K._rescore_best(idx.vectors, idx.vnorm, slots, unit, idx.tick)
+        return K._pick_best(slots, self._cosines(slots, unit), self._index.tick)
 
     def _cosines(self, slots, unit):
         idx = self._index
         out = np.empty(len(slots), np.float64)
         if self._rescore == "float16":
-            K._rescore_half(idx.vectors, _HALF, slots, len(slots), unit, out)
+            K._rescore_half(idx.vectors, _HALF, slots, unit, out)
         else:
-            K._rescore(idx.vectors, idx.vnorm, slots, len(slots), unit, out)
+            K._rescore(idx.vectors, idx.vnorm, slots, unit, out)
         return out
 
     def _entry(self, slot, similarity):

@@ -120,15 +120,6 @@ def test_topk_matches_naive(kind, k):
         assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
 
 
-def test_distances_match_naive():
-    rng = np.random.default_rng(3)
-    codes = random_codes(rng, 5, BLOCK + 3)
-    q = random_codes(rng, 5, 1)[:, 0]
-    out = np.empty(BLOCK + 3, np.int64)
-    K._distances(codes, BLOCK + 3, q, out)
-    assert out.tolist() == naive.distances(codes, BLOCK + 3, q)
-
-
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.sampled_from([1, 2, 4, 64]))
 def test_scan_property_matches_naive(seed, n, n_words):
@@ -254,7 +245,7 @@ def test_rescore_matches_naive(dtype):
     q /= np.linalg.norm(q)
     slots = np.array([3, 0, 19, 7], np.int64)
     out = np.empty(4)
-    K._rescore(vectors, vnorm, slots, 4, q, out)
+    K._rescore(vectors, vnorm, slots, q, out)
     assert out == pytest.approx([naive.cosine(vectors[s], q) for s in slots], abs=1e-6)
 
 
@@ -266,7 +257,7 @@ def test_rescore_half_matches_naive():
     q = rng.standard_normal(16).astype(np.float32)
     slots = np.array([9, 2], np.int64)
     out = np.empty(2)
-    K._rescore_half(halves.view(np.uint16), table, slots, 2, q, out)
+    K._rescore_half(halves.view(np.uint16), table, slots, q, out)
     assert out == pytest.approx([float(halves[s].astype(np.float64) @ q) for s in slots],
                                 abs=1e-5)
 
@@ -291,7 +282,7 @@ def test_topk_buffer_compaction_and_ties_match_naive(kind, k):
     assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
 
 
-def test_rescore_best_picks_the_highest_cosine_then_the_latest_use():
+def test_pick_best_takes_the_highest_cosine_then_the_latest_use():
     rng = np.random.default_rng(9)
     vectors = rng.standard_normal((8, 12)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -299,14 +290,11 @@ def test_rescore_best_picks_the_highest_cosine_then_the_latest_use():
     tick = np.arange(1, 9, dtype=np.uint32)
     q = vectors[2] + 0.01 * rng.standard_normal(12).astype(np.float32)
     q /= np.linalg.norm(q)
-    none = np.zeros(0, np.float32)
     slots = np.array([0, 2, 5, 7, -1, -1], np.int64)
-    s, c = K._rescore_best(vectors, none, slots, q, tick)
+    cosines = np.empty(6)
+    K._rescore(vectors, np.zeros(0, np.float32), slots, q, cosines)
+    assert cosines[4] == cosines[5] == -np.inf
+    s, c = K._pick_best(slots, cosines, tick)
     want = max((naive.cosine(vectors[i], q), int(tick[i]), i) for i in (0, 2, 5, 7))
     assert s == want[2] == 5 and c == pytest.approx(want[0], abs=1e-6)
-    assert K._rescore_best(vectors, none, np.full(3, -1, np.int64), q, tick)[0] == -1
-    halves = vectors.astype(np.float16)
-    table = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
-        np.float32)
-    s, c = K._rescore_best_half(halves.view(np.uint16), table, slots, q, tick)
-    assert s == 5 and c == pytest.approx(float(halves[5].astype(np.float64) @ q), abs=1e-6)
+    assert K._pick_best(np.full(3, -1, np.int64), np.full(3, -np.inf), tick)[0] == -1
