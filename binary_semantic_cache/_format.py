@@ -124,8 +124,12 @@ def _check(h, where):
         problems.append(f"list ends {h.state[:3]} outside {h.slots} slots")
     if not 0 <= h.state[K.HEAPN] <= (h.count if h.has_expiry else 0):
         problems.append(f"expiry heap of {h.state[K.HEAPN]}")
-    if not -1 <= h.threshold <= 1 or (h.ttl is not None and not h.ttl > 0):
+    if not -1 <= h.threshold <= 1 or (h.ttl is not None and not 0 < h.ttl < math.inf):
         problems.append(f"threshold {h.threshold}, ttl {h.ttl}")
+    if not 0 <= h.seed < 2**63:
+        problems.append(f"seed {h.seed}")
+    if not 0 <= h.state[K.TICK] <= K.TICK_MAX:
+        problems.append(f"recency tick {h.state[K.TICK]}")
     if not 1 <= h.embedding_dim <= 1 << 20:
         problems.append(f"embedding_dim {h.embedding_dim}")
     if not 1 <= h.rescore_k <= 10_000:

@@ -35,3 +35,36 @@ JIT_PARALLEL = dict(JIT, parallel=True)
 
 PARALLEL_MIN_CODES = 65_536
 BLOCK = 1024
+
+
+class _Pool:
+    """Whether this process may start Numba's thread pool.
+
+    GNU OpenMP's pool does not survive ``fork``: a child forked after the
+    parent ran a parallel kernel is killed when it runs one itself. Such a
+    child scans on one thread instead (gunicorn ``--preload``, multiprocessing).
+    """
+
+    used = False  # a parallel kernel ran in this process
+    usable = True
+
+
+def _after_fork_in_child():
+    if _Pool.used:
+        _Pool.usable = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threads_for(work, parallel):
+    """Numba threads for a scan of ``work`` codes (times queries): the rule for every scan.
+
+    ``parallel`` is the cache's setting: None decides by size, True and
+    False force it. One thread in a child forked after a parallel scan.
+    """
+    if parallel is False or not _Pool.usable or (parallel is None and work < PARALLEL_MIN_CODES):
+        return 1
+    _Pool.used = True
+    return numba.get_num_threads()

@@ -614,6 +614,69 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
     return evicted
 
 
+# ---------------------------------------------------------------- loading
+
+BAD_RECENCY, BAD_FREE, BAD_HEAP, BAD_NORM = 1, 2, 3, 4
+
+
+@numba.njit(**JIT)
+def _check_slots(prev, nxt, gen, exp, heap, hpos, vnorm, state):
+    """``(0, -1)`` when the slot links of a loaded index are sound, else ``(problem, slot)``.
+
+    Sound means what every other kernel assumes: the recency list runs from
+    HEAD to TAIL through live slots only, each once, ``size`` of them, with
+    ``prev`` mirroring ``nxt``; the free list covers every other used slot
+    once; the heap holds each slot of finite expiry once, in heap order, with
+    ``hpos`` its inverse; int8 norms are positive. Every walk stops after at
+    most ``high_water`` steps, so a cycle cannot hang it.
+    """
+    hw = state[HW]
+    size = state[SIZE]
+    seen = np.zeros(hw, np.bool_)
+    s = state[HEAD]
+    p = -1
+    n = 0
+    while s >= 0:
+        if s >= hw or seen[s] or gen[s] & 1 == 0 or prev[s] != p or n == size:
+            return BAD_RECENCY, s
+        if vnorm.shape[0] > 0 and not 0.0 < vnorm[s] < np.inf:
+            return BAD_NORM, s
+        seen[s] = True
+        n += 1
+        p = s
+        s = nxt[s]
+    if s != -1 or n != size or state[TAIL] != p:
+        return BAD_RECENCY, s
+    s = state[FREE]
+    while s >= 0:
+        if s >= hw or seen[s] or gen[s] & 1 == 1:
+            return BAD_FREE, s
+        seen[s] = True
+        n += 1
+        s = nxt[s]
+    if s != -1 or n != hw:
+        return BAD_FREE, s
+    heapn = state[HEAPN]
+    if exp.shape[0] == 0:
+        return (BAD_HEAP, -1) if heapn != 0 else (0, -1)
+    if not 0 <= heapn <= size:
+        return BAD_HEAP, -1
+    for i in range(heapn):
+        s = heap[i]
+        if s < 0 or s >= hw or gen[s] & 1 == 0 or hpos[s] != i or not exp[s] < np.inf:
+            return BAD_HEAP, s
+        if i > 0 and exp[heap[(i - 1) // 2]] > exp[s]:
+            return BAD_HEAP, s
+    for s in range(hw):
+        h = hpos[s]
+        if h == -1:
+            if exp[s] != np.inf:  # a finite expiry outside the heap would never be purged
+                return BAD_HEAP, s
+        elif not 0 <= h < heapn or heap[h] != s:
+            return BAD_HEAP, s
+    return 0, -1
+
+
 # ---------------------------------------------------------------- benchmarks
 
 

@@ -69,7 +69,10 @@ def decode(record, *, allow_pickle, slot=None):
             return json.loads(bytes(payload).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptFileError(f"response of slot {slot} is not valid {tag.decode()} data "
-                               f"({exc}); the response store is damaged") from None
+                               f"({str(exc)[:200]}); the response store is damaged") from None
+    except RecursionError:
+        raise CorruptFileError(f"response of slot {slot} is JSON nested too deeply to read; "
+                               "the response store is damaged or was written by hand") from None
     if tag == b"p":
         if not allow_pickle:
             raise UnsafeResponseError(

@@ -25,6 +25,9 @@ def embeddings(x, dim, *, ndim, what="embedding"):
     arr = x if type(x) is np.ndarray else _numeric_array(x, what)
     if arr.dtype.kind not in "fiu":
         _numeric_array(arr, what)
+    if arr.dtype.kind in "iu":
+        # Before any arithmetic: np.abs(int8(-128)) is -128, and squares wrap.
+        arr = arr.astype(np.float64)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(_ndim_message(arr, dim, ndim, what))
     if arr.ndim not in (1, 2):
@@ -129,6 +132,28 @@ def ttl(value):
         raise ValueError(f"expected ttl > 0 seconds and finite, got {value}; "
                          "pass None for entries that never expire")
     return value
+
+
+def clock_value(value):
+    """A clock reading as a finite float64 (numpy scalars and ints widened exactly)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"expected the clock to return epoch seconds as a real number, got "
+                        f"{type(value).__name__} {value!r}; pass a clock such as time.time")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"expected the clock to return a finite time, got {value}; with it "
+                         "no entry would ever expire, or every entry at once")
+    return value
+
+
+def expiry(now, ttl):
+    """``now + ttl`` in float64, refused when the sum cannot be told from ``now``."""
+    expires = now + ttl
+    if not expires > now:
+        raise ValueError(f"expected a ttl that the clock can represent, got ttl={ttl} s at clock "
+                         f"time {now!r}, where now + ttl == now in float64; use a clock in epoch "
+                         "seconds such as time.time, or a longer ttl")
+    return expires
 
 
 def positive_int(value, name, *, low=1, high=MAX_ENTRIES_LIMIT):

@@ -3,14 +3,13 @@
 import threading
 import time
 
-import numba
 import numpy as np
 
 from . import _kernels as K
 from . import _validate, persistence
 from ._index import INITIAL_CAPACITY, RESCORE, Index
 from ._responses import Responses
-from ._jit import PARALLEL_MIN_CODES
+from ._jit import threads_for
 from .encoder import BinaryEncoder
 from .results import CacheEntry, CacheStats
 
@@ -177,7 +176,7 @@ class BinarySemanticCache:
         k = _validate.positive_int(k, "k")
         q, unit = self._prepare(embedding, ndim=1)
         with self._lock:
-            self._purge(self._clock())
+            self._purge(self._now())
             idx = self._index
             wanted = max(k, self._rescore_k) if self._rescore else k
             slots = np.empty(min(wanted, idx.size), np.int64)
@@ -191,7 +190,7 @@ class BinarySemanticCache:
             return [self._entry(slots[i], cosines[i]) for i in order]
 
     def _lookup(self, codes, units, threshold):
-        now = self._clock()
+        now = self._now()
         if self._expiry_due(now):
             with self._lock:
                 self._purge(now)
@@ -214,8 +213,7 @@ class BinarySemanticCache:
             return self._scan(codes, slots[:, 0], dists[:, 0])
         idx = self._index
         n = idx.high_water
-        wide = self._parallel if self._parallel is not None else n >= PARALLEL_MIN_CODES
-        threads = numba.get_num_threads() if wide else 1
+        threads = threads_for(n, self._parallel)
         slots[:] = -1
         for i in range(codes.shape[0]):
             if threads > 1:
@@ -227,9 +225,7 @@ class BinarySemanticCache:
     def _scan(self, codes, slots, dists):
         idx = self._index
         n = idx.high_water
-        wide = self._parallel if self._parallel is not None else (
-            n * codes.shape[0] >= PARALLEL_MIN_CODES)
-        threads = numba.get_num_threads() if wide else 1
+        threads = threads_for(n * codes.shape[0], self._parallel)
         if codes.shape[0] == 1:
             if threads > 1:
                 found = K._scan_top1_parallel(idx.codes, n, codes[0], idx.gen, idx.tick, threads)
@@ -243,19 +239,30 @@ class BinarySemanticCache:
             K._scan_batch(idx.codes, n, codes, idx.gen, idx.tick, slots, dists)
 
     def _record(self, slots, dists, units, threshold, now):
-        """Turn scan results into hits or misses; the lock is held."""
+        """Turn scan results into hits or misses; the lock is held.
+
+        Every hit's response is read before any bookkeeping, so a response
+        that fails to decode leaves recency and counters as they were.
+        """
         idx = self._index
-        out = []
+        found = []
         for i in range(slots.shape[0]):
             s, similarity = self._best(slots[i], dists[i], None if units is None else units[i])
             expired = idx.has_expiry and s >= 0 and idx.exp[s] <= now
             if s < 0 or expired or similarity < threshold:
+                found.append(None)
+            else:
+                found.append((s, similarity, self._responses[s]))
+        out = []
+        for hit in found:
+            if hit is None:
                 self._misses += 1
                 out.append(None)
                 continue
+            s, similarity, response = hit
             K._touch(idx.prev, idx.nxt, idx.tick, idx.count, idx.created, idx.seen, idx.state, s, now)
             self._hits += 1
-            out.append(self._entry(s, similarity))
+            out.append(self._entry(s, similarity, response))
         return out
 
     def _best(self, slots, dists, unit):
@@ -274,10 +281,10 @@ class BinarySemanticCache:
             K._rescore(idx.vectors, idx.vnorm, slots, unit, out)
         return out
 
-    def _entry(self, slot, similarity):
+    def _entry(self, slot, similarity, response=None):
         idx = self._index
         return CacheEntry(
-            id=self._id(slot), response=self._responses[slot],
+            id=self._id(slot), response=self._responses[slot] if response is None else response,
             similarity=float(similarity), created_at=float(idx.created[slot]),
             last_accessed=float(idx.created[slot] + idx.seen[slot]),
             access_count=int(idx.count[slot]))
@@ -309,8 +316,8 @@ class BinarySemanticCache:
         ttl = self._ttl if ttl is None else _validate.ttl(ttl)
         m = codes.shape[0]
         with self._lock:
-            now = self._clock()
-            expires = _NO_EXPIRY if ttl is None else np.full(m, now + ttl)
+            now = self._now()
+            expires = _NO_EXPIRY if ttl is None else np.full(m, _validate.expiry(now, ttl))
             if ttl is not None and not self._index.has_expiry:
                 self._index.enable_expiry()
             self._purge(now)
@@ -360,7 +367,7 @@ class BinarySemanticCache:
     def delete(self, entry_id):
         """Remove an entry; returns False when the id names no live entry."""
         with self._lock:
-            slot = self._live_slot(entry_id, self._clock())
+            slot = self._live_slot(entry_id, self._now())
             if slot < 0:
                 return False
             idx = self._index
@@ -460,17 +467,17 @@ class BinarySemanticCache:
         return slot
 
     def __contains__(self, entry_id):
-        return self._live_slot(entry_id, self._clock()) >= 0
+        return self._live_slot(entry_id, self._now()) >= 0
 
     def __len__(self):
         with self._lock:
-            self._purge(self._clock())
+            self._purge(self._now())
             return self._index.size
 
     def stats(self):
         """Counters and sizes now, as a :class:`CacheStats`."""
         with self._lock:
-            self._purge(self._clock())
+            self._purge(self._now())
             lookups = self._hits + self._misses
             return CacheStats(
                 size=self._index.size, max_size=self._max, hits=self._hits, misses=self._misses,
@@ -492,6 +499,13 @@ class BinarySemanticCache:
         if rows.ndim == 1:
             return codes, rows / np.float32(np.sqrt(rows @ rows))
         return codes, rows / np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+
+    def _now(self):
+        """The clock's time as a finite float, or the error that says what it returned."""
+        now = self._clock()
+        if type(now) is float and now - now == 0.0:  # finite: inf - inf and NaN are NaN
+            return now
+        return _validate.clock_value(now)
 
     def _threshold_or_default(self, threshold):
         return self._threshold if threshold is None else _validate.threshold(threshold)

@@ -4,6 +4,8 @@ Every error the library raises on purpose derives from :class:`CacheError`,
 except bad arguments, which raise the built-in ``ValueError``/``TypeError``::
 
     CacheError
+    ├── CacheIOError           (also an OSError)
+    ├── ForeignDirectoryError  (also a FileExistsError)
     ├── CorruptFileError
     │   ├── CacheFileNotFoundError   (also a FileNotFoundError)
     │   ├── TruncatedFileError
@@ -22,6 +24,14 @@ except bad arguments, which raise the built-in ``ValueError``/``TypeError``::
 
 class CacheError(Exception):
     """Base class of every error raised by binary_semantic_cache."""
+
+
+class CacheIOError(CacheError, OSError):
+    """The operating system refused to read or write a saved cache (permissions, full disk)."""
+
+
+class ForeignDirectoryError(CacheError, FileExistsError):
+    """A save would overwrite or delete files that binary_semantic_cache did not write."""
 
 
 class CorruptFileError(CacheError):

@@ -5,31 +5,36 @@ A saved cache is a directory::
     PATH/manifest.json          which data directory is current, with sizes and SHA-256s
     PATH/data-<token>/entries.bin     header + index arrays (docs/file-format.md)
     PATH/data-<token>/responses.bin   one tagged record per slot
+    PATH/.bsc-lock, .bsc-journal      the save lock, and what our saves created
 
 A save writes a new data directory beside the current one, flushes it to disk,
 then replaces ``manifest.json`` with one atomic rename. Until that rename the
-old manifest names the old, complete data; after it, the new. Leftover data
-directories are removed by the next save.
+old manifest names the old, complete data; after it, the new. Saves to one
+path take turns (``_savedir``); a load that finds the data it was sent to gone
+has lost a race with a save and reads the new manifest.
 """
 
-import hashlib
 import json
-import mmap as mmap_module
+import math
 import os
+import re
 import secrets
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from . import _files
 from . import _format as F
 from . import _kernels as K
 from ._index import Index
 from ._responses import Responses
+from ._savedir import FORMAT, MANIFEST, SaveDirectory, read_manifest_bytes
 from .encoder import BinaryEncoder
 from .errors import (
+    CacheError,
     CacheFileNotFoundError,
+    CacheIOError,
     ChecksumError,
     CorruptFileError,
     EncoderMismatchError,
@@ -38,40 +43,63 @@ from .errors import (
     UnsafeResponseError,
 )
 
-MANIFEST = "manifest.json"
 FILES = ("entries.bin", "responses.bin")
-_CHUNK = 1 << 22
+# A load re-reads the manifest this many times when a save replaces the data under it.
+_LOAD_TRIES = 20
+# Largest hyperplane matrix (bytes of float32) a load builds from a header on its own.
+_MAX_PLANES_BYTES = 1 << 30
+_DATA_NAME = re.compile(r"data-[0-9a-f]{1,32}-[0-9a-f]{1,32}\Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def save(cache, path, *, allow_pickle=False):
     path = Path(path)
     with cache._lock:
-        cache._purge(cache._clock())
+        cache._purge(cache._now())
         entries, responses = _serialise(cache, allow_pickle)
-    _prepare_directory(path)
-    token = f"{time.time_ns():x}-{secrets.token_hex(4)}"
-    staging = path / f".data-{token}.tmp"
-    staging.mkdir()
     try:
+        with SaveDirectory(path) as directory:
+            _commit(directory, entries, responses, allow_pickle)
+    except CacheError:
+        raise
+    except OSError as exc:
+        raise CacheIOError(exc.errno, f"cannot save into {path}: {exc.strerror or exc}; the "
+                           "previous save there, if any, is intact") from exc
+
+
+def _commit(directory, entries, responses, allow_pickle):
+    """Write a new data directory and switch the manifest to it; the lock is held."""
+    path = directory.path
+    token = f"{time.time_ns():x}-{secrets.token_hex(4)}"
+    staging, final, tmp = f".data-{token}.tmp", f"data-{token}", f".{MANIFEST}.{token}.tmp"
+    directory.record({staging, final, tmp})
+    committed = False
+    try:
+        (path / staging).mkdir()
         digests = {}
         for name, parts in (("entries.bin", entries), ("responses.bin", responses)):
-            digests[name] = _write_synced(staging / name, parts)
-        _fsync_dir(staging)
-        final = path / f"data-{token}"
-        os.replace(staging, final)
-        _fsync_dir(path)
-        manifest = {"format": "binary_semantic_cache", "version": F.VERSION,
-                    "data": final.name, "pickle": allow_pickle, "files": digests}
-        tmp = path / f".{MANIFEST}.{token}.tmp"
-        _write_synced(tmp, [json.dumps(manifest, indent=2).encode()])
-        os.replace(tmp, path / MANIFEST)
-        _fsync_dir(path)
+            digests[name] = _files.write_synced(path / staging / name, parts)
+        _files.fsync_dir(path / staging)
+        os.replace(path / staging, path / final)
+        _files.fsync_dir(path)
+        manifest = {"format": FORMAT, "version": F.VERSION, "data": final,
+                    "pickle": allow_pickle, "files": digests}
+        _files.write_synced(path / tmp, [json.dumps(manifest, indent=2).encode()])
+        os.replace(path / tmp, path / MANIFEST)
+        committed = True
+        _files.fsync_dir(path)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        # Keep whatever a manifest may name; remove the rest of this save.
+        try:
+            directory.tidy(keep={directory.previous, final} if committed else
+                           {directory.previous})
+        except OSError:
+            pass  # the journal still lists it: the next save removes it
         raise
-    for old in path.iterdir():  # superseded or abandoned saves
-        if old.name != final.name and (old.name.startswith(("data-", ".data-", f".{MANIFEST}"))):
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    try:
+        directory.tidy(keep={final})
+    except OSError:
+        pass  # saved; what is left over stays in the journal for the next save
 
 
 def _serialise(cache, allow_pickle):
@@ -107,105 +135,131 @@ def _serialise(cache, allow_pickle):
     return parts, records
 
 
-def _prepare_directory(path):
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"cannot save into {path}: it is a file; pass a directory path")
-    path.mkdir(parents=True, exist_ok=True)
-    others = [p.name for p in path.iterdir() if not p.name.startswith(("data-", ".data-", "."))
-              and p.name != MANIFEST]
-    if others and not (path / MANIFEST).exists():
-        raise FileExistsError(f"cannot save into {path}: it holds other files ({others[:3]}); "
-                              "pass an empty or new directory")
-
-
-def _write_synced(file, parts):
-    digest, size = hashlib.sha256(), 0
-    with open(file, "wb") as f:
-        for part in parts:
-            f.write(part)
-            digest.update(part)
-            size += len(part)
-        f.flush()
-        os.fsync(f.fileno())
-    return {"bytes": size, "sha256": digest.hexdigest()}
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ---------------------------------------------------------------- loading
+
+
+class Manifest:
+    """What ``manifest.json`` says, checked field by field."""
+
+    __slots__ = ("data", "sizes", "sums", "pickle")
+
+    def __init__(self, raw, file):
+        try:
+            manifest = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise CorruptFileError(f"{file}: unreadable manifest ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise CorruptFileError(f"{file}: not a binary_semantic_cache manifest (expected "
+                                   f"\"format\": \"{FORMAT}\")")
+        version = manifest.get("version")
+        if type(version) is not int or version != F.VERSION:
+            raise FormatVersionError(f"{file}: format version {version!r}, this release reads "
+                                     f"version {F.VERSION}; use the release that wrote it")
+        data, files, pickled = manifest.get("data"), manifest.get("files"), manifest.get("pickle")
+        if not isinstance(data, str) or not _DATA_NAME.match(data):
+            raise CorruptFileError(f"{file}: data directory {str(data)[:80]!r} is not a "
+                                   "data-<token> name")
+        if not isinstance(files, dict) or not isinstance(pickled, (bool, type(None))):
+            raise CorruptFileError(f"{file}: expected \"files\" as an object and \"pickle\" "
+                                   "as true or false")
+        self.data, self.pickle, self.sizes, self.sums = data, bool(pickled), {}, {}
+        for name in FILES:
+            entry = files.get(name)
+            size = entry.get("bytes") if isinstance(entry, dict) else None
+            digest = entry.get("sha256") if isinstance(entry, dict) else None
+            if type(size) is not int or not 0 <= size < 1 << 48 or not isinstance(
+                    digest, str) or not _SHA256.match(digest):
+                raise CorruptFileError(f"{file}: expected {name} with a byte count and a "
+                                       f"SHA-256, got {str(entry)[:120]}")
+            self.sizes[name], self.sums[name] = size, digest
 
 
 def read_manifest(path):
     path = Path(path)
-    file = path / MANIFEST
-    if not file.exists():
+    if not os.path.lexists(path / MANIFEST):
         what = "no such directory" if not path.exists() else f"no {MANIFEST} in it"
         raise CacheFileNotFoundError(f"{path}: not a saved cache ({what}); save one with "
                                      "cache.save(path)")
-    try:
-        manifest = json.loads(file.read_bytes())
-        data, files = manifest["data"], manifest["files"]
-        version = manifest["version"]
-        sizes = {name: int(files[name]["bytes"]) for name in FILES}
-        sums = {name: str(files[name]["sha256"]) for name in FILES}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptFileError(f"{file}: unreadable manifest ({type(exc).__name__}: {exc})") \
-            from None
-    if version != F.VERSION:
-        raise FormatVersionError(f"{file}: format version {version!r}, this release reads "
-                                 f"version {F.VERSION}; use the release that wrote it")
-    if not isinstance(data, str) or "/" in data or "\\" in data or not data.startswith("data-"):
-        raise CorruptFileError(f"{file}: data directory {data!r} is not a data-* name")
-    return manifest, path / data, sizes, sums
+    return Manifest(read_manifest_bytes(path), path / MANIFEST)
 
 
-def _check_file(file, size, digest, verify):
-    if not file.exists():
-        raise CacheFileNotFoundError(f"{file}: missing; the save is incomplete or was moved")
-    actual = file.stat().st_size
-    if actual != size:
-        raise TruncatedFileError(f"{file}: truncated or extended: expected {size:,} bytes, "
-                                 f"got {actual:,}")
-    if verify:
-        h = hashlib.sha256()
-        with open(file, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        if h.hexdigest() != digest:
-            raise ChecksumError(f"{file}: SHA-256 {h.hexdigest()[:16]}... does not match the "
-                                f"manifest's {digest[:16]}...; the file was changed or damaged")
+def _read_data(path, manifest, use_mmap, verify):
+    """The bytes of both data files: private mappings, or copies in memory.
 
-
-def _open(file, use_mmap, *, writable):
-    """The file's bytes: a private copy-on-write mapping, or a copy in memory.
-
-    Either way, writes to arrays viewed on it never reach the file.
+    Each file is opened once, must be a regular file of exactly the size the
+    manifest records, and is never read past it.
     """
-    if not use_mmap:
-        return np.fromfile(file, dtype=np.uint8) if writable else file.read_bytes()
-    with open(file, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return b""
-        return mmap_module.mmap(f.fileno(), 0, access=mmap_module.ACCESS_COPY)
+    data = path / manifest.data
+    _files.check_directory(data)
+    out = []
+    for name in FILES:
+        file, size = data / name, manifest.sizes[name]
+        fd, actual = _files.open_regular(file)
+        try:
+            if actual != size:
+                raise TruncatedFileError(f"{file}: truncated or extended: expected {size:,} "
+                                         f"bytes, got {actual:,}")
+            buffer = (_files.map_private(fd, size) if use_mmap
+                      else _files.read_exactly(fd, size, file))
+        finally:
+            os.close(fd)
+        if verify and (digest := _files.sha256(buffer)) != manifest.sums[name]:
+            raise ChecksumError(f"{file}: SHA-256 {digest[:16]}... does not match the "
+                                f"manifest's {manifest.sums[name][:16]}...; the file was "
+                                "changed or damaged")
+        out.append(buffer)
+    return data, out
+
+
+def _read_save(path, use_mmap, verify):
+    """The manifest and both files of the save ``path`` names now.
+
+    A save that lands between reading the manifest and opening the files
+    removes the data the manifest named; the manifest then names newer data,
+    so read again.
+    """
+    for attempt in range(_LOAD_TRIES):
+        manifest = read_manifest(path)
+        try:
+            return manifest, *_read_data(path, manifest, use_mmap, verify)
+        except CacheFileNotFoundError:
+            if attempt + 1 == _LOAD_TRIES or _still_current(path, manifest):
+                raise
+
+
+def _still_current(path, manifest):
+    try:
+        return read_manifest(path).data == manifest.data
+    except CacheError:
+        return True
 
 
 def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
          clock=time.time, parallel=None):
-    manifest, data, sizes, sums = read_manifest(path)
-    if manifest.get("pickle") and not allow_pickle:
-        raise UnsafeResponseError(f"{path}: saved with allow_pickle=True; its responses include pickles, "
-                         "which can run code when read. Load with allow_pickle=True only if you "
-                         "trust whoever wrote the files")
-    for name in FILES:
-        _check_file(data / name, sizes[name], sums[name], verify)
-    entries = _open(data / "entries.bin", mmap, writable=True)
-    blob = _open(data / "responses.bin", mmap, writable=False)
+    if encoder is not None and not isinstance(encoder, BinaryEncoder):
+        raise TypeError(f"expected encoder as a BinaryEncoder or None, got "
+                        f"{type(encoder).__name__}")
+    path = Path(path)
+    try:
+        manifest, data, (entries, blob) = _read_save(path, mmap, verify)
+        if manifest.pickle and not allow_pickle:
+            raise UnsafeResponseError(
+                f"{path}: saved with allow_pickle=True; its responses include pickles, which "
+                "can run code when read. Load with allow_pickle=True only if you trust whoever "
+                "wrote the files")
+        return _build(cls, data, entries, blob, encoder, allow_pickle, clock, parallel)
+    except CacheError:
+        raise
+    except OSError as exc:
+        raise CacheIOError(exc.errno, f"{path}: cannot read the saved cache "
+                           f"({exc.strerror or exc})") from exc
+    except (ValueError, OverflowError, RecursionError, MemoryError) as exc:
+        raise CorruptFileError(f"{path}: cannot load the saved cache ({type(exc).__name__}: "
+                               f"{str(exc)[:200]})") from exc
+
+
+def _build(cls, data, entries, blob, encoder, allow_pickle, clock, parallel):
     where = str(data / "entries.bin")
     header = F.unpack_header(bytes(memoryview(entries)[:F.HEADER_BYTES]), where)
     layout, total = header.layout()
@@ -213,14 +267,14 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
         raise TruncatedFileError(f"{where}: expected {total:,} bytes for {header.capacity:,} "
                                  f"slots, got {len(entries):,}")
     encoder = _encoder_for(header, encoder, where)
-    arrays = {name: np.frombuffer(entries, dtype, int(np.prod(shape)), offset).reshape(shape)
+    arrays = {name: np.frombuffer(entries, dtype, math.prod(shape), offset).reshape(shape)
               for name, (offset, dtype, shape) in layout.items()}
     offsets = arrays.pop("resp_off")
     if len(blob) < len(F.RESPONSES_MAGIC) or bytes(memoryview(blob)[:8]) != F.RESPONSES_MAGIC or (
             offsets.size and (offsets[0] != 8 or offsets[-1] != len(blob)
                               or np.any(offsets[1:] < offsets[:-1]))):
         raise CorruptFileError(f"{data / 'responses.bin'}: record offsets do not fit the file")
-    _check_links(arrays, header, where)
+    _check_slots(arrays, header, where)
     arrays["codes"].flags.writeable = False  # scanned in place; a put copies first
     index = Index.from_arrays(arrays, header.state)
     cache = cls(encoder, header.max_entries, header.threshold, ttl=header.ttl, clock=clock,
@@ -231,28 +285,41 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
     return cache
 
 
-def _check_links(arrays, header, where):
-    """Every slot index the kernels will follow lies inside the arrays.
+_SLOT_PROBLEMS = {
+    K.BAD_RECENCY: "the recency list (prev/nxt from the head)",
+    K.BAD_FREE: "the free list",
+    K.BAD_HEAP: "the expiry heap (heap/hpos/exp)",
+    K.BAD_NORM: "the norms of the stored int8 vectors",
+}
 
-    Kernels run without bounds checks, so this holds even with verify=False:
-    a damaged file may give wrong answers then, but cannot crash the process.
+
+def _check_slots(arrays, header, where):
+    """Every link the kernels follow is sound: one O(n) pass, even with verify=False.
+
+    Kernels run without bounds checks, so this is what keeps a damaged file
+    from crashing the process or hanging it in a cycle; it can then give
+    wrong answers at worst.
     """
-    cap, heapn = header.capacity, header.state[K.HEAPN]
-    bad = [name for name in ("prev", "nxt")
-           if arrays[name].size and not -1 <= arrays[name].min() <= arrays[name].max() < cap]
-    if header.has_expiry and heapn and not (
-            0 <= arrays["heap"][:heapn].min() <= arrays["heap"][:heapn].max() < cap):
-        bad.append("heap")
-    if header.has_expiry and arrays["hpos"].size and not (
-            -1 <= arrays["hpos"].min() <= arrays["hpos"].max() < max(heapn, 1)):
-        bad.append("hpos")
-    if bad:
-        raise CorruptFileError(f"{where}: slot links outside 0..{cap - 1} in {', '.join(bad)}")
+    empty_f, empty_i = np.zeros(0, np.float64), np.zeros(0, np.int32)
+    problem, slot = K._check_slots(
+        arrays["prev"], arrays["nxt"], arrays["gen"], arrays.get("exp", empty_f),
+        arrays.get("heap", empty_i), arrays.get("hpos", empty_i),
+        arrays.get("vnorm", np.zeros(0, np.float32)), np.array(header.state, np.int64))
+    if problem:
+        raise CorruptFileError(f"{where}: {_SLOT_PROBLEMS[problem]} is inconsistent at slot "
+                               f"{slot}; the file is damaged")
 
 
 def _encoder_for(header, encoder, where):
     saved = (header.embedding_dim, header.code_bits, header.seed, header.projection_sha256.hex())
     if encoder is None:
+        planes = 4 * header.embedding_dim * header.code_bits
+        if planes > _MAX_PLANES_BYTES:
+            raise CorruptFileError(
+                f"{where}: the header asks for an encoder of embedding_dim="
+                f"{header.embedding_dim:,} and {header.code_bits:,} bits, whose hyperplanes "
+                f"take {planes:,} bytes (at most {_MAX_PLANES_BYTES:,} are built from a "
+                "header); if that encoder is real, build it and pass encoder=")
         encoder = BinaryEncoder(header.embedding_dim, header.code_bits, header.seed)
     if encoder.fingerprint != saved:
         names = ("embedding_dim", "code_bits", "seed", "projection sha256")
@@ -266,18 +333,18 @@ def _encoder_for(header, encoder, where):
 
 def inspect(path, *, verify=True):
     """A dict describing a saved cache; checksums are checked when ``verify``."""
-    manifest, data, sizes, sums = read_manifest(path)
-    for name in FILES:
-        _check_file(data / name, sizes[name], sums[name], verify)
-    with open(data / "entries.bin", "rb") as f:
-        header = F.unpack_header(f.read(F.HEADER_BYTES), str(data / "entries.bin"))
+    path = Path(path)
+    manifest, data, (entries, _) = _read_save(path, True, verify)
+    header = F.unpack_header(bytes(memoryview(entries)[:F.HEADER_BYTES]),
+                             str(data / "entries.bin"))
+    files = {name: {"bytes": manifest.sizes[name], "sha256": manifest.sums[name]}
+             for name in FILES}
     return {
-        "path": str(Path(path)), "format_version": F.VERSION, "data": data.name,
+        "path": str(path), "format_version": F.VERSION, "data": data.name,
         "encoder": {"embedding_dim": header.embedding_dim, "code_bits": header.code_bits,
                     "seed": header.seed, "projection_sha256": header.projection_sha256.hex()},
         "entries": header.count, "slots": header.slots, "capacity": header.max_entries,
-        "threshold": header.threshold, "ttl": header.ttl, "pickle": bool(manifest.get("pickle")),
-        "bytes_on_disk": sum(sizes.values()) + (Path(path) / MANIFEST).stat().st_size,
-        "files": manifest["files"], "checksums": "verified" if verify else "not checked",
+        "threshold": header.threshold, "ttl": header.ttl, "pickle": manifest.pickle,
+        "bytes_on_disk": sum(manifest.sizes.values()) + (path / MANIFEST).stat().st_size,
+        "files": files, "checksums": "verified" if verify else "not checked",
     }
-

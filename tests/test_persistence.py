@@ -180,8 +180,10 @@ def test_saving_again_replaces_the_save(tmp_path):
     cache.save(tmp_path)
     cache.put(VECTORS[1], "second")
     cache.save(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "manifest.json") == [
-        data_dir(tmp_path).name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".bsc-journal", ".bsc-lock", data_dir(tmp_path).name, "manifest.json"])
+    # Nothing of ours is left to remove.
+    assert (tmp_path / ".bsc-journal").read_text().splitlines()[1:] == []
     assert len(BinarySemanticCache.load(tmp_path)) == 2
 
 
