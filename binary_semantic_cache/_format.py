@@ -23,6 +23,8 @@ ALIGN = 64
 # rescore kind (index into RESCORE_KINDS), rescore_k
 _HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q4Q32sII")
 RESCORE_KINDS = (None, "int8", "float16", "float32")
+# Hits, misses, evictions and expirations: no cache reaches this, a damaged header may.
+_COUNTER_MAX = 2**62
 _VECTOR_DTYPES = {"int8": "<i1", "float16": "<u2", "float32": "<f4"}
 
 # (name, dtype, words per slot); codes are stored word-major: [n_words, slots].
@@ -56,7 +58,7 @@ class Header:
             int(self.has_expiry), self.seed, self.count, self.slots, self.capacity,
             self.max_entries,
             self.threshold, math.nan if self.ttl is None else self.ttl, *self.state,
-            *self.counters, self.projection_sha256, RESCORE_KINDS.index(self.rescore),
+            *(min(c, _COUNTER_MAX) for c in self.counters), self.projection_sha256, RESCORE_KINDS.index(self.rescore),
             self.rescore_k)
         return raw.ljust(HEADER_BYTES, b"\x00")
 
@@ -126,6 +128,8 @@ def _check(h, where):
         problems.append(f"expiry heap of {h.state[K.HEAPN]}")
     if not -1 <= h.threshold <= 1 or (h.ttl is not None and not 0 < h.ttl < math.inf):
         problems.append(f"threshold {h.threshold}, ttl {h.ttl}")
+    if any(c > _COUNTER_MAX for c in h.counters):
+        problems.append(f"counters {h.counters}")
     if not 0 <= h.seed < 2**63:
         problems.append(f"seed {h.seed}")
     if not 0 <= h.state[K.TICK] <= K.TICK_MAX:

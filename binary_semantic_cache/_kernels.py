@@ -632,6 +632,8 @@ def _check_slots(prev, nxt, gen, exp, heap, hpos, vnorm, state):
     """
     hw = state[HW]
     size = state[SIZE]
+    if not 0 <= hw <= prev.shape[0]:
+        return BAD_RECENCY, -1
     seen = np.zeros(hw, np.bool_)
     s = state[HEAD]
     p = -1

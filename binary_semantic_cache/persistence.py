@@ -47,7 +47,7 @@ FILES = ("entries.bin", "responses.bin")
 # A load re-reads the manifest this many times when a save replaces the data under it.
 _LOAD_TRIES = 20
 # Largest hyperplane matrix (bytes of float32) a load builds from a header on its own.
-_MAX_PLANES_BYTES = 1 << 30
+_MAX_PLANES_BYTES = 1 << 28  # 16,384-d embeddings at 4,096 bits
 _DATA_NAME = re.compile(r"data-[0-9a-f]{1,32}-[0-9a-f]{1,32}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 

@@ -114,3 +114,51 @@ def cosine(a, b):
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def slots_sound(prev, nxt, gen, exp, heap, hpos, vnorm, state):
+    """Whether a loaded index's links are what the kernels assume (see ``_check_slots``)."""
+    head, tail, free, hw, size, heapn = (int(state[i]) for i in range(6))
+    if not 0 <= hw <= len(prev):
+        return False
+
+    def chain(start):
+        out, s = [], start
+        while s >= 0:
+            if s >= hw or s in out or len(out) > hw:
+                return None
+            out.append(s)
+            s = int(nxt[s])
+        return out if s == -1 else None
+
+    live, free_slots = chain(head), chain(free)
+    if live is None or free_slots is None or len(live) != size:
+        return False
+    if (live[-1] if live else -1) != tail or set(live) & set(free_slots):
+        return False
+    if any(int(gen[s]) % 2 != 1 for s in live) or any(int(gen[s]) % 2 != 0 for s in free_slots):
+        return False
+    if [int(prev[s]) for s in live] != [-1, *live][:len(live)]:
+        return False
+    if len(live) + len(free_slots) != hw:
+        return False
+    if len(vnorm) and not all(0 < float(vnorm[s]) < float("inf") for s in live):
+        return False
+    if len(exp) == 0:
+        return heapn == 0
+    if not 0 <= heapn <= size:
+        return False
+    members = [int(heap[i]) for i in range(heapn)]
+    if any(s not in live for s in members) or len(set(members)) != heapn:
+        return False
+    if any(not float(exp[s]) < float("inf") for s in members):
+        return False
+    if any(float(exp[members[(i - 1) // 2]]) > float(exp[members[i]]) for i in range(1, heapn)):
+        return False
+    for s in range(hw):
+        if s in members:
+            if int(hpos[s]) != members.index(s):
+                return False
+        elif int(hpos[s]) != -1 or float(exp[s]) != float("inf"):
+            return False
+    return True

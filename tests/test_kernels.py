@@ -298,3 +298,90 @@ def test_pick_best_takes_the_highest_cosine_then_the_latest_use():
     want = max((naive.cosine(vectors[i], q), int(tick[i]), i) for i in (0, 2, 5, 7))
     assert s == want[2] == 5 and c == pytest.approx(want[0], abs=1e-6)
     assert K._pick_best(np.full(3, -1, np.int64), np.full(3, -np.inf), tick)[0] == -1
+
+
+# ---------------------------------------------------------------- checking a loaded index
+
+LINKS = ("prev", "nxt", "gen", "exp", "heap", "hpos", "vnorm", "state")
+
+
+def built_index(ops, capacity, seed):
+    """An index after random inserts (some with expiry), hits and releases."""
+    index = Index(1, capacity)
+    index.enable_expiry()
+    index.vnorm = np.random.default_rng(seed).uniform(0.5, 2.0, capacity).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    now = 0.0
+    for op, arg in ops:
+        now += 1.0
+        live = check_invariants(index)
+        if op == "insert":
+            insert(index, rng, now, now + 1 + arg % 9 if arg % 3 else np.inf)
+        elif op == "touch" and live:
+            K._touch(index.prev, index.nxt, index.tick, index.count, index.created, index.seen,
+                     index.state, live[arg % len(live)], now)
+        elif op == "release" and live:
+            K._release(index.prev, index.nxt, index.gen, index.exp, index.heap, index.hpos,
+                       index.state, live[arg % len(live)])
+    return index
+
+
+def verdicts(index):
+    arrays = [getattr(index, name) for name in LINKS]
+    problem, _ = K._check_slots(*arrays)
+    return problem == 0, naive.slots_sound(*arrays)
+
+
+index_ops = st.lists(st.tuples(st.sampled_from(["insert", "insert", "touch", "release"]),
+                               st.integers(0, 10**6)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(index_ops, st.integers(1, 12), st.sampled_from(LINKS), st.integers(0, 10**6),
+       st.sampled_from(["-2", "-1", "0", "1", "near", "hw", "odd", "nan", "inf", "swap"]))
+def test_check_slots_agrees_with_naive_after_one_corruption(ops, capacity, name, at, how):
+    index = built_index(ops, capacity, at)
+    assert verdicts(index) == (True, True)  # every state the kernels make passes
+    array = getattr(index, name)
+    if name == "state":
+        i = at % 6  # head, tail, free, high water, size, heap length
+    elif array.shape[0] == 0:
+        return
+    else:
+        i = at % max(1, min(array.shape[0], index.high_water + 1))
+    hw = index.high_water
+    if how == "swap":
+        j = (i + 1 + at % 3) % array.shape[0]
+        array[i], array[j] = array[j], array[i]
+    elif how in ("nan", "inf"):
+        if array.dtype.kind != "f":
+            return
+        array[i] = np.nan if how == "nan" else np.inf
+    else:
+        value = {"-2": -2, "-1": -1, "0": 0, "1": 1, "hw": hw, "odd": 2 * (at % 5) + 1,
+                 "near": array[i].item() + (1 if at % 2 else -1)}[how]
+        if array.dtype.kind == "u" and value < 0:
+            value += 2**32
+        array[i] = value
+    assert verdicts(index)[0] == verdicts(index)[1]
+
+
+def test_check_slots_names_each_broken_structure():
+    index = built_index([("insert", 1), ("insert", 3), ("insert", 2), ("release", 0),
+                         ("insert", 6)], 8, 0)
+    arrays = {name: getattr(index, name) for name in LINKS}
+    assert K._check_slots(*arrays.values()) == (0, -1)
+    cases = [("nxt", lambda a, h: a.__setitem__(h, h), K.BAD_RECENCY),  # a cycle of one
+             ("gen", lambda a, h: a.__setitem__(h, a[h] + 1), K.BAD_RECENCY),
+             ("vnorm", lambda a, h: a.__setitem__(h, 0.0), K.BAD_NORM),
+             ("exp", lambda a, h: a.__setitem__(h, 5.0), K.BAD_HEAP)]
+    head = int(index.state[K.HEAD])
+    if index.hpos[head] >= 0:
+        cases[-1] = ("hpos", lambda a, h: a.__setitem__(h, -1), K.BAD_HEAP)
+    for name, damage, want in cases:
+        saved = arrays[name].copy()
+        damage(arrays[name], head)
+        assert K._check_slots(*arrays.values())[0] == want, name
+        arrays[name][:] = saved
+    index.state[K.FREE] = head  # the free list's head names a live slot
+    assert K._check_slots(*arrays.values())[0] == K.BAD_FREE
