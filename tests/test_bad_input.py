@@ -76,3 +76,54 @@ def test_bad_constructor_arguments(kwargs, err, text):
 def test_encoder_must_be_an_encoder():
     with pytest.raises(TypeError, match="BinaryEncoder"):
         BinarySemanticCache(encoder=384)
+
+
+class Clock:
+    """A clock that returns whatever the test sets, as a user's clock might."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self):
+        return self.value
+
+
+def test_a_float32_clock_gives_entries_their_whole_ttl():
+    clock = Clock(np.float32(1.7e9))  # float32 steps are 128 s at this time
+    cache = BinarySemanticCache(BinaryEncoder(DIM), clock=clock)
+    cache.put(good, "x", ttl=30)
+    assert cache.get(good).response == "x"
+    clock.value = np.float32(1.7e9) + np.float32(200)
+    assert cache.get(good) is None
+
+
+@pytest.mark.parametrize("now", [1e18, 2.0**60])
+def test_a_ttl_the_clock_cannot_represent_is_refused(cache, clock, now):
+    clock.now = now
+    before = snapshot(cache)
+    with pytest.raises(ValueError, match=r"ttl=30.0 s at clock time .*now \+ ttl == now"):
+        cache.put(good, "x", ttl=30)
+    assert snapshot(cache) == before
+    cache.put(good, "kept", ttl=1e6)  # a ttl the clock can tell apart still works
+    assert cache.get(good).response == "kept"
+
+
+@pytest.mark.parametrize("value, err, text", [
+    (float("nan"), ValueError, "finite time, got nan"),
+    (float("inf"), ValueError, "finite time, got inf"),
+    (np.float64("nan"), ValueError, "finite time"),
+    ("12:00", TypeError, "real number, got str '12:00'"),
+    (None, TypeError, "real number, got NoneType"),
+    (True, TypeError, "real number, got bool"),
+])
+@pytest.mark.parametrize("call", ["get", "put", "len", "delete", "stats"])
+def test_bad_clock_values_are_named_and_change_nothing(cache, clock, value, err, text, call):
+    before = snapshot(cache)
+    clock.now = value
+    run = {"get": lambda: cache.get(good), "put": lambda: cache.put(good, "x", ttl=5),
+           "len": lambda: len(cache), "delete": lambda: cache.delete(1 << 32),
+           "stats": lambda: cache.stats()}[call]
+    with pytest.raises(err, match=text):
+        run()
+    clock.now = 1_000.0
+    assert snapshot(cache) == before

@@ -85,3 +85,20 @@ def test_bad_encoder_arguments(kwargs, err, text):
 def test_bad_embeddings_name_expected_and_found(x, err, text):
     with pytest.raises(err, match=text):
         BinaryEncoder(embedding_dim=8).encode(x)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_integer_extremes_encode_as_their_float_values(dtype):
+    enc = BinaryEncoder(embedding_dim=4, code_bits=64, seed=3)
+    low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+    rows = np.array([[low] * 4, [low, 0, 0, 0], [high, low, 1, -1], [high] * 4], dtype)
+    assert enc.encode(rows).tolist() == enc.encode(rows.astype(np.float64)).tolist()
+    # The minimum is negative: its code is the inverse of the maximum's, not equal to it.
+    assert (enc.encode(rows[0]) ^ enc.encode(rows[3])).tolist() == [2**64 - 1]
+
+
+@given(st.lists(st.integers(-128, 127), min_size=4, max_size=4).filter(any))
+def test_int8_embeddings_encode_as_float(values):
+    enc = BinaryEncoder(embedding_dim=4, code_bits=64, seed=3)
+    x = np.array(values, np.int8)
+    assert enc.encode(x).tolist() == enc.encode(x.astype(np.float32)).tolist()
