@@ -44,7 +44,9 @@ class _Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for one, once per test.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,),
+                                       daemon=True)
         self.log = []
 
     @property
@@ -74,11 +76,33 @@ class _Server:
             pass  # the client gave up (a scripted stall)
 
 
+    @staticmethod
+    def trickle(handler, payload, delay, deadline=30.0):
+        """Send a 200 whose body comes a byte every ``delay`` seconds (for at most ``deadline``)."""
+        data = json.dumps(payload).encode()
+        end = time.monotonic() + deadline
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            for i in range(len(data)):
+                if time.monotonic() > end:
+                    break
+                handler.wfile.write(data[i:i + 1])
+                handler.wfile.flush()
+                time.sleep(delay)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
 class FakeOpenAI(_Server):
     """``POST /v1/embeddings``; ``script`` holds one action per coming request.
 
     Actions: ``"ok"``, ``"shuffle"`` (answer with the items out of order),
-    ``("status", code, headers)`` and ``("stall", seconds)``.
+    ``("status", code, headers)``, ``("stall", seconds)``, ``("json", payload)``
+    (answer 200 with exactly that) and ``("trickle", seconds)`` (the right
+    answer, a byte at a time).
     """
 
     def __init__(self, dim=1536):
@@ -97,6 +121,8 @@ class FakeOpenAI(_Server):
             _, code, headers = action
             return self.reply(handler, code, {"error": {"message": f"scripted {code}",
                                                         "type": "scripted"}}, headers)
+        if isinstance(action, tuple) and action[0] == "json":
+            return self.reply(handler, 200, action[1])
         if isinstance(action, tuple) and action[0] == "stall":
             time.sleep(action[1])
             return self.reply(handler, 200, {"data": [], "model": "x", "object": "list",
@@ -112,18 +138,26 @@ class FakeOpenAI(_Server):
         if action == "shuffle":
             items.reverse()
         tokens = sum(len(words(t)) for t in inputs)
-        self.reply(handler, 200, {"object": "list", "data": items, "model": body["model"],
-                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        payload = {"object": "list", "data": items, "model": body["model"],
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        if isinstance(action, tuple) and action[0] == "trickle":
+            return self.trickle(handler, payload, action[1])
+        self.reply(handler, 200, payload)
 
 
 class FakeOllama(_Server):
-    """``/api/embed``, ``/api/embeddings`` and ``/api/tags`` of an Ollama server."""
+    """``/api/embed``, ``/api/embeddings`` and ``/api/tags`` of an Ollama server.
+
+    ``script`` holds actions for the coming embedding requests:
+    ``("json", payload)`` or ``("trickle", seconds)``, as for FakeOpenAI.
+    """
 
     def __init__(self, dim=768, models=("nomic-embed-text:latest",), chat_models=("llama3:latest",),
                  batch_endpoint=True):
         super().__init__()
         self.dim, self.models, self.chat_models = dim, set(models), set(chat_models)
         self.batch_endpoint = batch_endpoint
+        self.script = []
 
     @property
     def url(self):
@@ -142,8 +176,13 @@ class FakeOllama(_Server):
             return self.reply(handler, 400, {"error": f"{model} does not support embeddings"})
         if model not in self.models:
             return self.reply(handler, 404, {"error": f"model '{body['model']}' not found"})
+        action = self.script.pop(0) if self.script else "ok"
+        if action[0] == "json":
+            return self.reply(handler, 200, action[1])
         if path == "/api/embed":
             texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            return self.reply(handler, 200, {"model": model, "embeddings": [
-                embed(t, self.dim).tolist() for t in texts]})
+            payload = {"model": model, "embeddings": [embed(t, self.dim).tolist() for t in texts]}
+            if action[0] == "trickle":
+                return self.trickle(handler, payload, action[1])
+            return self.reply(handler, 200, payload)
         self.reply(handler, 200, {"embedding": embed(body["prompt"], self.dim).tolist()})

@@ -140,3 +140,63 @@ cache.put(vec, "Stored Locally")
         assert cache.get(namespace["embedder"].embed_text("hello local world!")).response == \
             "Stored Locally"
         assert isinstance(namespace["encoder"], BinaryEncoder)
+
+
+# ---------------------------------------------------------------- answers that lie, waits that last
+
+
+@pytest.mark.parametrize("payload, text", [
+    ({"model": "m"}, "without 'embeddings'"),
+    ([[0.1, 0.2]], "without 'embeddings': \\[\\[0.1, 0.2\\]\\]"),
+    ("just text", "without 'embeddings'"),
+    ({"embeddings": [[1.0, 2.0], [1.0]]}, "1-d vector for text 1, expected 2"),
+    ({"embeddings": [[1.0, [2.0]], [1.0, 2.0]]}, "ragged vector for text 0"),
+    ({"embeddings": ["a", "b"]}, "str 'a' for text 0"),
+    ({"embeddings": [[1.0, "x"], [1.0, 2.0]]}, "for text 0, expected a flat list of numbers"),
+    ({"embeddings": [[1.0, None], [1.0, 2.0]]}, "for text 0, expected a flat list of numbers"),
+    ({"embeddings": "abc"}, "answered str 'abc' where a list of 2 vectors"),
+    ({"embeddings": [[1.0, 2.0]]}, "1 vectors for 2 texts"),
+    ({"embeddings": [[1.0, float("nan")], [1.0, 2.0]]}, "nan in the vector for text 0"),
+    ({"embeddings": [[0.0, 0.0], [1.0, 2.0]]}, "all-zero vector for text 0"),
+    ({"embeddings": [[], []]}, "expected a flat list of numbers"),
+])
+def test_odd_answers_are_backend_errors(payload, text):
+    with FakeOllama() as server:
+        server.script = [("json", payload)]
+        with pytest.raises(BackendError, match=text):
+            OllamaEmbedder(host=server.url).embed_texts(["one", "two"])
+
+
+def test_vectors_of_another_length_than_learnt_are_refused():
+    with FakeOllama(dim=8) as server:
+        e = OllamaEmbedder(host=server.url)
+        assert e.embedding_dim == 8
+        server.script = [("json", {"embeddings": [[1.0] * 7]})]
+        with pytest.raises(BackendError, match="7-d vector for text 0, expected 8"):
+            e.embed_text("wrong length")
+        assert e.embed_text("fine").shape == (8,)
+
+
+def test_the_legacy_endpoint_answers_are_checked_too():
+    with FakeOllama(batch_endpoint=False) as server:
+        server.script = [("json", {"embedding": "not a vector"})]
+        with pytest.raises(BackendError, match="str 'not a vector' for text 0"):
+            OllamaEmbedder(host=server.url).embed_texts(["one"])
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_trickling_answer_is_cut_off_at_max_wait(use_async):
+    import time
+
+    with FakeOllama() as server:
+        server.script = [("trickle", 0.2)]
+        e = OllamaEmbedder(host=server.url, timeout=5.0, max_wait=1.0)
+        t0 = time.monotonic()
+        with pytest.raises(BackendConnectionError, match="within the call's max_wait=1 s"):
+            asyncio.run(e.aembed_text("hi")) if use_async else e.embed_text("hi")
+        assert time.monotonic() - t0 < 4.0  # bounded by max_wait, not by the body's 30 s
+
+
+def test_max_wait_must_be_positive():
+    with pytest.raises(ValueError, match="max_wait"):
+        OllamaEmbedder(max_wait=0)

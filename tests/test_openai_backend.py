@@ -261,3 +261,105 @@ def test_original_quick_start_runs_unchanged_and_hits_a_paraphrase(server, monke
     exec(use, namespace)
     assert capsys.readouterr().out.strip() == "✅ HIT: Paris"
     assert len(server.log) == 2
+
+
+# ---------------------------------------------------------------- answers that lie, waits that last
+
+
+def answer(*vectors, indexes=None):
+    """An embeddings response holding exactly ``vectors`` (lists, or strings as given)."""
+    data = [{"object": "embedding", "index": i if indexes is None else indexes[i],
+             "embedding": v if isinstance(v, str) else [float(x) for x in v]}
+            for i, v in enumerate(vectors)]
+    return {"object": "list", "data": data, "model": "m",
+            "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+
+
+GOOD = np.ones(1536)
+
+
+@pytest.mark.parametrize("payload, n, text", [
+    (answer(np.ones(7)), 1, "7-d vector for text 0, expected 1536"),
+    (answer(GOOD, np.ones(1535)), 2, "1535-d vector for text 1"),
+    (answer(np.r_[np.nan, np.ones(1535)]), 1, "nan in the vector for text 0"),
+    (answer(GOOD, np.r_[np.ones(1535), np.inf]), 2, "inf in the vector for text 1"),
+    (answer(np.zeros(1536)), 1, "all-zero vector for text 0"),
+    (answer(GOOD), 2, r"indexes \[0\] for 2 inputs"),
+    (answer(GOOD, GOOD, indexes=[0, 0]), 2, r"indexes \[0, 0\]"),
+    (answer("not base64!"), 1, "not base64"),
+    (answer("AAAAAAA="), 1, "5 bytes for input 0"),
+    ({"object": "list", "data": None, "model": "m"}, 1, "without a list of embeddings"),
+])
+def test_vectors_no_cache_can_use_are_backend_errors(server, payload, n, text):
+    server.script = [("json", payload)]
+    with pytest.raises(BackendError, match=text):
+        backend(server).embed_texts(["a", "b"][:n])
+
+
+def test_a_batch_of_another_length_than_the_first_is_refused(server):
+    b = backend(server, model="my-local-model")  # length learnt from the first answer
+    b.embed_text("first")
+    server.script = [("json", answer(np.ones(1024)))]
+    with pytest.raises(BackendError, match="1024-d vector for text 0, expected 1536"):
+        b.embed_text("second")
+
+
+class ClockedWaits(Waits):
+    """Sleeps that move the backend's fake clock, so deadlines see the time pass."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def __call__(self, seconds):
+        super().__call__(seconds)
+        self.clock.advance(seconds)
+
+
+def test_a_retry_after_past_max_wait_raises_without_waiting(server):
+    server.script = [("status", 429, {"Retry-After": "600"})]
+    waits = Waits()
+    with pytest.raises(BackendRateLimitError, match="600 s, past the call's max_wait=60 s"):
+        backend(server, waits).embed_text("hi")
+    assert waits.calls == [] and len(server.log) == 1
+
+
+def test_retry_sleeps_add_up_to_at_most_max_wait(server):
+    clock = FakeClock(0.0)
+    waits = ClockedWaits(clock)
+    server.script = [("status", 429, {"Retry-After": "20"})] * 2 + ["ok"]
+    assert backend(server, waits, clock=clock).embed_text("hi").shape == (1536,)
+    assert waits.calls == [20.0, 20.0]
+    server.script = [("status", 503, {"Retry-After": "25"})] * 3
+    waits.calls.clear()
+    with pytest.raises(BackendError, match=r"25 s, past the call's max_wait=60 s \(10 s left\)"):
+        backend(server, waits, clock=clock).embed_text("hi")
+    assert waits.calls == [25.0, 25.0]
+
+
+def test_a_budget_wait_past_max_wait_raises_and_gives_the_budget_back(server):
+    b = backend(server, rpm_limit=1, max_wait=10)  # the next request would wait 60 s
+    b.embed_text("one")
+    with pytest.raises(BackendRateLimitError, match="rpm_limit/tpm_limit budget asks to wait 60"):
+        b.embed_text("two")
+    with pytest.raises(BackendRateLimitError, match="wait 60 s"):  # not 120: nothing was booked
+        b.embed_text("three")
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_trickling_answer_is_cut_off_at_max_wait(server, use_async):
+    import time
+
+    server.script = [("trickle", 0.2)]  # ~30 KB at 5 bytes a second; each read is quick
+    b = OpenAIEmbeddingBackend(api_key="sk-test", base_url=server.url, max_wait=1.0,
+                               timeout=5.0, max_retries=0)
+    t0 = time.monotonic()
+    with pytest.raises(BackendConnectionError, match="within the call's max_wait=1 s"):
+        asyncio.run(b.aembed_text("hi")) if use_async else b.embed_text("hi")
+    assert time.monotonic() - t0 < 4.0  # bounded by max_wait, not by the 30 s the body takes
+
+
+def test_max_wait_must_be_positive(server):
+    for bad in (0, -1, float("inf"), "60"):
+        with pytest.raises(ValueError, match="max_wait"):
+            backend(server, max_wait=bad)

@@ -12,10 +12,12 @@ import numpy as np
 from ..errors import BackendAuthError, BackendConnectionError, BackendError, BackendRateLimitError
 from ._common import (
     BackendBase,
+    Deadline,
     TokenBucket,
     backoff,
+    check_max_wait,
     check_texts,
-    normalised,
+    checked_rows,
     require,
     retry_after,
 )
@@ -55,7 +57,12 @@ class OpenAIEmbeddingBackend(BackendBase):
         timeouts; waits honour ``Retry-After``, else exponential backoff with
         jitter. The client's own retries are off, so these are all the attempts.
     timeout : float, default 60.0
-        Seconds per HTTP attempt.
+        Seconds per HTTP read.
+    max_wait : float, default 60.0
+        Seconds one ``embed_texts`` call may take in all: attempts, budget
+        waits and retry sleeps. A ``Retry-After`` or budget wait that would
+        pass it raises at once; a server still sending when it passes is left
+        behind with a :class:`BackendConnectionError`.
     organization : str, optional
     prices : dict, optional
         USD per million tokens by model, over ``PRICES_PER_MILLION_TOKENS``.
@@ -66,8 +73,8 @@ class OpenAIEmbeddingBackend(BackendBase):
 
     def __init__(self, api_key=None, model="text-embedding-3-small", *, base_url=None,
                  dimensions=None, rpm_limit=3000, tpm_limit=1_000_000, max_retries=5,
-                 timeout=60.0, organization=None, prices=None, clock=time.monotonic,
-                 sleep=time.sleep, asleep=None, rng=random.random):
+                 timeout=60.0, max_wait=60.0, organization=None, prices=None,
+                 clock=time.monotonic, sleep=time.sleep, asleep=None, rng=random.random):
         self._openai = require("openai", "openai")
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if not api_key:
@@ -80,7 +87,8 @@ class OpenAIEmbeddingBackend(BackendBase):
             raise ValueError("expected max_retries >= 0 and positive rpm_limit and tpm_limit, got "
                              f"{max_retries}, {rpm_limit}, {tpm_limit}")
         self._model, self._dimensions = model, dimensions
-        self._max_retries = max_retries
+        self._max_retries, self._max_wait = max_retries, check_max_wait(max_wait)
+        self._timeout, self._clock = timeout, clock
         self._options = dict(api_key=api_key, base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
                              organization=organization, max_retries=0, timeout=timeout)
         self._client = self._openai.OpenAI(**self._options)
@@ -134,35 +142,58 @@ class OpenAIEmbeddingBackend(BackendBase):
         if batch:
             yield batch, tokens
 
-    def _arguments(self, batch):
-        extra = {} if self._dimensions is None else {"dimensions": self._dimensions}
-        return dict(model=self._model, input=batch, encoding_format="base64", **extra)
-
     def _request(self, batch, tokens):
+        deadline = Deadline(self._max_wait, self._clock, "OpenAI embeddings")
         for attempt in range(self._max_retries + 1):
-            self._wait(self._bucket.reserve(tokens), self._sleep)
+            self._wait(self._budget(tokens, deadline), self._sleep)
+            arguments = self._arguments(batch, deadline)
             try:
-                return self._accept(self._client.embeddings.create(**self._arguments(batch)),
-                                    batch, tokens)
+                response = deadline.run(lambda: self._client.embeddings.create(**arguments))
+            except BackendConnectionError:
+                raise  # out of time
             except Exception as exc:
-                self._wait(self._after_failure(exc, attempt), self._sleep)
+                self._wait(deadline.allow(*self._after_failure(exc, attempt)), self._sleep)
+                continue
+            return self._accept(response, batch, tokens)
         raise AssertionError("unreachable: the last failure raises")
 
     async def _arequest(self, batch, tokens):
+        import asyncio
+
         if self._aclient is None:
             self._aclient = self._openai.AsyncOpenAI(**self._options)
         if self._asleep is None:
-            import asyncio
-
             self._asleep = asyncio.sleep
+        deadline = Deadline(self._max_wait, self._clock, "OpenAI embeddings")
         for attempt in range(self._max_retries + 1):
-            await self._await(self._bucket.reserve(tokens))
+            await self._await(self._budget(tokens, deadline))
+            arguments = self._arguments(batch, deadline)
             try:
-                response = await self._aclient.embeddings.create(**self._arguments(batch))
-                return self._accept(response, batch, tokens)
+                response = await asyncio.wait_for(
+                    self._aclient.embeddings.create(**arguments), max(0.0, deadline.left()))
+            except asyncio.TimeoutError:
+                raise deadline.expired() from None
             except Exception as exc:
-                await self._await(self._after_failure(exc, attempt))
+                await self._await(deadline.allow(*self._after_failure(exc, attempt)))
+                continue
+            return self._accept(response, batch, tokens)
         raise AssertionError("unreachable: the last failure raises")
+
+    def _arguments(self, batch, deadline):
+        extra = {} if self._dimensions is None else {"dimensions": self._dimensions}
+        left = max(0.001, deadline.left())
+        return dict(model=self._model, input=batch, encoding_format="base64",
+                    timeout=min(self._timeout, left), **extra)
+
+    def _budget(self, tokens, deadline):
+        """The wait the rate budgets ask for, refused (and given back) past the deadline."""
+        wait = self._bucket.reserve(tokens)
+        try:
+            return deadline.allow(wait, "the rpm_limit/tpm_limit budget",
+                                  BackendRateLimitError)
+        except BackendRateLimitError:
+            self._bucket.cancel(tokens)
+            raise
 
     def _wait(self, seconds, sleep):
         if seconds > 0:
@@ -177,7 +208,7 @@ class OpenAIEmbeddingBackend(BackendBase):
             await self._asleep(seconds)
 
     def _after_failure(self, exc, attempt):
-        """Seconds to wait before retrying ``exc``; raises when it must not be retried."""
+        """``(seconds, why, error)`` to wait before retrying ``exc``; raises when it must not be retried."""
         openai = self._openai
         with self._lock:
             self._stats["http_attempts"] += 1
@@ -204,25 +235,31 @@ class OpenAIEmbeddingBackend(BackendBase):
             self._stats["retries"] += 1
         response = getattr(exc, "response", None)
         wait = retry_after(None if response is None else response.headers)
-        return backoff(attempt, self._rng) if wait is None else wait
+        if wait is None:
+            return backoff(attempt, self._rng), f"backoff after {status or type(exc).__name__}", kind
+        return wait, f"Retry-After of a {status}", kind
 
     def _accept(self, response, batch, tokens):
-        data = sorted(response.data, key=lambda item: item.index)
-        if [item.index for item in data] != list(range(len(batch))):
-            raise BackendError(f"OpenAI answered indexes {[i.index for i in data][:10]} for "
-                               f"{len(batch)} inputs")
-        rows = [_vector(item.embedding) for item in data]
-        if len({row.size for row in rows}) != 1:
-            raise BackendError("OpenAI answered vectors of different lengths")
+        data = getattr(response, "data", None)
+        if not isinstance(data, list):
+            raise BackendError(f"OpenAI answered without a list of embeddings: "
+                               f"{str(response)[:120]}")
+        indexes = [getattr(item, "index", None) for item in data]
+        if not all(type(i) is int for i in indexes) or sorted(indexes) != list(range(len(batch))):
+            raise BackendError(f"OpenAI answered indexes {indexes[:10]} for {len(batch)} inputs")
+        by_index = dict(zip(indexes, data))
+        rows = [_vector(by_index[i].embedding, i) for i in range(len(batch))]
+        unit = checked_rows(rows, len(batch), self._dim, "OpenAI")
         usage = getattr(response, "usage", None)
-        used = getattr(usage, "prompt_tokens", None) or tokens
+        used = getattr(usage, "prompt_tokens", None)
+        used = used if isinstance(used, int) and used > 0 else tokens
         with self._lock:
             self._stats["http_attempts"] += 1
             self._stats["requests"] += 1
             self._stats["tokens"] += used
             self._stats["texts"] += len(batch)
-        self._dim = self._dim or rows[0].size
-        return normalised(np.stack(rows))
+        self._dim = self._dim or unit.shape[1]
+        return unit
 
     def _stack(self, parts):
         if not parts:
@@ -230,10 +267,19 @@ class OpenAIEmbeddingBackend(BackendBase):
         return np.concatenate(parts)
 
 
-def _vector(embedding):
-    if isinstance(embedding, str):
-        return np.frombuffer(base64.b64decode(embedding), "<f4").astype(np.float32)
-    return np.asarray(embedding, np.float32)
+def _vector(embedding, i):
+    """One answered embedding: base64 of little-endian float32, or a list of numbers."""
+    if not isinstance(embedding, str):
+        return embedding  # checked_rows says what is wrong with it, if anything
+    try:
+        raw = base64.b64decode(embedding, validate=True)
+    except ValueError:
+        raise BackendError(f"OpenAI answered text that is not base64 for input {i}: "
+                           f"{embedding[:40]!r}") from None
+    if len(raw) % 4:
+        raise BackendError(f"OpenAI answered {len(raw)} bytes for input {i}, not a whole "
+                           "number of float32 values")
+    return np.frombuffer(raw, "<f4")
 
 
 def _message(exc):
