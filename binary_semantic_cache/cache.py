@@ -405,7 +405,18 @@ class BinarySemanticCache:
 
         Responses must be str, bytes or exact JSON values unless
         ``allow_pickle=True``, which must then be given to ``load`` too.
-        Readers may go on during a save; writers wait for it.
+        ``path`` must be missing, empty, or a save of this library; saves to
+        one path, from any thread or process, take turns. Readers go on during
+        a save; writers wait only while the entries are copied out.
+
+        Raises
+        ------
+        ForeignDirectoryError
+            ``path`` holds files this library did not write (named in the message).
+        CacheIOError
+            The disk refused a write; the previous save at ``path`` is intact.
+        UnsafeResponseError
+            A response needs pickle and ``allow_pickle`` is False.
         """
         persistence.save(self, path, allow_pickle=allow_pickle)
 
@@ -432,8 +443,11 @@ class BinarySemanticCache:
 
         Raises
         ------
-        CacheFileNotFoundError, TruncatedFileError, ChecksumError,
-        CorruptFileError, FormatVersionError, ByteOrderError, EncoderMismatchError
+        CacheError
+            Whatever the files hold, a load raises nothing else: one of
+            CacheFileNotFoundError, TruncatedFileError, ChecksumError,
+            CorruptFileError, FormatVersionError, ByteOrderError,
+            EncoderMismatchError, UnsafeResponseError or CacheIOError.
         """
         return persistence.load(cls, path, mmap=mmap, encoder=encoder, verify=verify,
                                 allow_pickle=allow_pickle, clock=clock, parallel=parallel)
