@@ -14,7 +14,7 @@ from binary_semantic_cache import BinaryEncoder, BinarySemanticCache, CorruptFil
 from binary_semantic_cache import _kernels as K
 from binary_semantic_cache._jit import DISABLE_JIT
 
-from .test_persistence import data_dir, rewrite_manifest
+from .test_persistence import data_dir, patch_entries
 
 FUZZ = Path(__file__).with_name("fuzz_saves.py")
 # Header offset of the kernel state (see _format._HEADER), and its fields.
@@ -36,18 +36,11 @@ def read_state(path):
     return list(struct.unpack_from("<8q", raw, STATE))
 
 
-def write(path, offset, fmt, value):
-    file = data_dir(path) / "entries.bin"
-    raw = bytearray(file.read_bytes())
-    struct.pack_into(fmt, raw, offset, value)
-    file.write_bytes(bytes(raw))
-    rewrite_manifest(path)
-
-
 def test_a_free_list_head_naming_a_live_slot_is_refused(saved):
     path, _ = saved
     state = read_state(path)
-    write(path, STATE + 8 * K.FREE, "<q", state[K.HEAD])  # later puts would write past arrays
+    # Later puts would take that live slot and write past the arrays.
+    patch_entries(path, STATE + 8 * K.FREE, "<q", state[K.HEAD])
     with pytest.raises(CorruptFileError, match="free list"):
         BinarySemanticCache.load(path, verify=False)
 
@@ -60,7 +53,7 @@ def test_a_cycle_in_the_recency_links_is_refused(saved):
     nxt_at = 512 + -(-8 * n_words * capacity // 64) * 64 + -(-4 * capacity // 64) * 64
     assert struct.unpack_from("<i", (data_dir(path) / "entries.bin").read_bytes(),
                               nxt_at + 4 * tail) == (-1,)
-    write(path, nxt_at + 4 * tail, "<i", head)  # in range: only a walk can tell
+    patch_entries(path, nxt_at + 4 * tail, "<i", head)  # in range: only a walk can tell
     with pytest.raises(CorruptFileError, match="recency list"):
         BinarySemanticCache.load(path, verify=False)
 

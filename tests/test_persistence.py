@@ -231,6 +231,17 @@ def rewrite_manifest(path):
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
+def patch_entries(path, offset, fmt, value):
+    """Pack ``value`` at ``offset`` of entries.bin, and make the manifest agree."""
+    import struct
+
+    file = data_dir(path) / "entries.bin"
+    raw = bytearray(file.read_bytes())
+    struct.pack_into(fmt, raw, offset, value)
+    file.write_bytes(bytes(raw))
+    rewrite_manifest(path)
+
+
 @pytest.mark.parametrize("name", ["entries.bin", "responses.bin"])
 def test_truncation_anywhere_is_named(saved, name):
     file = data_dir(saved) / name

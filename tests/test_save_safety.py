@@ -3,7 +3,6 @@
 import errno
 import json
 import os
-import struct
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,13 @@ from binary_semantic_cache import (
 )
 from binary_semantic_cache import _files
 
-from .test_persistence import comparable, data_dir, digests, rewrite_manifest
+from .test_persistence import (
+    comparable,
+    data_dir,
+    digests,
+    patch_entries,
+    rewrite_manifest,
+)
 
 DIM = 16
 OURS = {"manifest.json", ".bsc-lock", ".bsc-journal"}
@@ -327,14 +332,6 @@ def test_a_symlinked_data_directory_is_refused(saved, tmp_path_factory):
         BinarySemanticCache.load(saved)
 
 
-def patch_header(path, offset, fmt, value):
-    file = data_dir(path) / "entries.bin"
-    raw = bytearray(file.read_bytes())
-    struct.pack_into(fmt, raw, offset, value)
-    file.write_bytes(bytes(raw))
-    rewrite_manifest(path)
-
-
 # Byte offsets of header fields (see _format._HEADER).
 EMBEDDING_DIM, SEED, TTL, TICK = 24, 32, 80, 88 + 8 * 6
 
@@ -344,7 +341,7 @@ def test_an_absurd_encoder_in_a_header_is_refused_before_allocating(tmp_path):
     cache.put(np.ones(DIM), "x")
     cache.save(tmp_path)
     assert sum(f.stat().st_size for f in data_dir(tmp_path).iterdir()) < 2048
-    patch_header(tmp_path, EMBEDDING_DIM, "<I", 2**20)
+    patch_entries(tmp_path, EMBEDDING_DIM, "<I", 2**20)
     with pytest.raises(CorruptFileError, match=r"embedding_dim=1,048,576 and 4,096 bits.*"
                                                r"17,179,869,184 bytes.*encoder="):
         BinarySemanticCache.load(tmp_path)
@@ -356,7 +353,7 @@ def test_an_absurd_encoder_in_a_header_is_refused_before_allocating(tmp_path):
     (TICK, "<q", -5, "recency tick -5"),
 ])
 def test_header_values_no_cache_can_have_are_refused(saved, offset, fmt, value, text):
-    patch_header(saved, offset, fmt, value)
+    patch_entries(saved, offset, fmt, value)
     with pytest.raises(CorruptFileError, match=text):
         BinarySemanticCache.load(saved)
 
