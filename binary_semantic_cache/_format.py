@@ -58,8 +58,8 @@ class Header:
             int(self.has_expiry), self.seed, self.count, self.slots, self.capacity,
             self.max_entries,
             self.threshold, math.nan if self.ttl is None else self.ttl, *self.state,
-            *(min(c, _COUNTER_MAX) for c in self.counters), self.projection_sha256, RESCORE_KINDS.index(self.rescore),
-            self.rescore_k)
+            *(min(c, _COUNTER_MAX) for c in self.counters), self.projection_sha256,
+            RESCORE_KINDS.index(self.rescore), self.rescore_k)
         return raw.ljust(HEADER_BYTES, b"\x00")
 
     def layout(self):

@@ -37,7 +37,9 @@ _FIXED = {LOCK, JOURNAL, JOURNAL + ".tmp"}
 _JOURNAL_HEAD = "binary_semantic_cache journal 1"
 _LOCK_TEXT = b"binary_semantic_cache: locked while a save is written\n"
 MANIFEST_LIMIT = 1 << 20  # bytes; ours are well under 1 KB
-# What our saves name their data directories, staging directories and temporary manifests.
+# What our saves name their data directories; and those, their staging directories and
+# temporary manifests.
+DATA_NAME = re.compile(r"data-[0-9a-f]{1,32}-[0-9a-f]{1,32}\Z")
 _OURS = re.compile(r"(data-|\.data-|\.manifest\.json\.)[0-9a-f]{1,32}-[0-9a-f]{1,32}(\.tmp)?\Z")
 
 _thread_locks = {}
@@ -66,7 +68,7 @@ def manifest_owner(raw):
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return False, None
     data = manifest.get("data")
-    return True, data if isinstance(data, str) and _OURS.match(data) else None
+    return True, data if isinstance(data, str) and DATA_NAME.match(data) else None
 
 
 class SaveDirectory:

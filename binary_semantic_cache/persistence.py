@@ -29,7 +29,7 @@ from . import _format as F
 from . import _kernels as K
 from ._index import Index
 from ._responses import Responses
-from ._savedir import FORMAT, MANIFEST, SaveDirectory, read_manifest_bytes
+from ._savedir import DATA_NAME, FORMAT, MANIFEST, SaveDirectory, read_manifest_bytes
 from .encoder import BinaryEncoder
 from .errors import (
     CacheError,
@@ -48,7 +48,6 @@ FILES = ("entries.bin", "responses.bin")
 _LOAD_TRIES = 20
 # Largest hyperplane matrix (bytes of float32) a load builds from a header on its own.
 _MAX_PLANES_BYTES = 1 << 28  # 16,384-d embeddings at 4,096 bits
-_DATA_NAME = re.compile(r"data-[0-9a-f]{1,32}-[0-9a-f]{1,32}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -157,7 +156,7 @@ class Manifest:
             raise FormatVersionError(f"{file}: format version {version!r}, this release reads "
                                      f"version {F.VERSION}; use the release that wrote it")
         data, files, pickled = manifest.get("data"), manifest.get("files"), manifest.get("pickle")
-        if not isinstance(data, str) or not _DATA_NAME.match(data):
+        if not isinstance(data, str) or not DATA_NAME.match(data):
             raise CorruptFileError(f"{file}: data directory {str(data)[:80]!r} is not a "
                                    "data-<token> name")
         if not isinstance(files, dict) or not isinstance(pickled, (bool, type(None))):
@@ -248,18 +247,27 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
                 f"{path}: saved with allow_pickle=True; its responses include pickles, which "
                 "can run code when read. Load with allow_pickle=True only if you trust whoever "
                 "wrote the files")
-        return _build(cls, data, entries, blob, encoder, allow_pickle, clock, parallel)
+        header, encoder, index, offsets = _parse(data, entries, blob, encoder)
     except CacheError:
         raise
     except OSError as exc:
         raise CacheIOError(exc.errno, f"{path}: cannot read the saved cache "
                            f"({exc.strerror or exc})") from exc
     except (ValueError, OverflowError, RecursionError, MemoryError) as exc:
+        # Every known problem is named above; this keeps the promise for any other.
         raise CorruptFileError(f"{path}: cannot load the saved cache ({type(exc).__name__}: "
                                f"{str(exc)[:200]})") from exc
+    # Outside the net: a bad clock or parallel is the caller's error, not the file's.
+    cache = cls(encoder, header.max_entries, header.threshold, ttl=header.ttl, clock=clock,
+                parallel=parallel, rescore=header.rescore, rescore_k=header.rescore_k)
+    cache._index = index
+    cache._responses = Responses(index.capacity, blob, offsets, allow_pickle)
+    cache._hits, cache._misses, cache._evictions, cache._expirations = header.counters
+    return cache
 
 
-def _build(cls, data, entries, blob, encoder, allow_pickle, clock, parallel):
+def _parse(data, entries, blob, encoder):
+    """The header, encoder, index and response offsets of a save's bytes, all checked."""
     where = str(data / "entries.bin")
     header = F.unpack_header(bytes(memoryview(entries)[:F.HEADER_BYTES]), where)
     layout, total = header.layout()
@@ -276,13 +284,7 @@ def _build(cls, data, entries, blob, encoder, allow_pickle, clock, parallel):
         raise CorruptFileError(f"{data / 'responses.bin'}: record offsets do not fit the file")
     _check_slots(arrays, header, where)
     arrays["codes"].flags.writeable = False  # scanned in place; a put copies first
-    index = Index.from_arrays(arrays, header.state)
-    cache = cls(encoder, header.max_entries, header.threshold, ttl=header.ttl, clock=clock,
-                parallel=parallel, rescore=header.rescore, rescore_k=header.rescore_k)
-    cache._index = index
-    cache._responses = Responses(index.capacity, blob, offsets, allow_pickle)
-    cache._hits, cache._misses, cache._evictions, cache._expirations = header.counters
-    return cache
+    return header, encoder, Index.from_arrays(arrays, header.state), offsets
 
 
 _SLOT_PROBLEMS = {

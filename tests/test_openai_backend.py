@@ -337,6 +337,17 @@ def test_retry_sleeps_add_up_to_at_most_max_wait(server):
     assert waits.calls == [25.0, 25.0]
 
 
+def test_max_wait_spans_every_batch_of_a_call(server, monkeypatch):
+    monkeypatch.setattr(openai_backend, "MAX_INPUTS_PER_REQUEST", 1)
+    clock = FakeClock(0.0)
+    waits = ClockedWaits(clock)
+    server.script = ["ok", ("status", 429, {"Retry-After": "40"}), "ok",
+                     ("status", 429, {"Retry-After": "30"})]
+    with pytest.raises(BackendRateLimitError, match=r"30 s, past .* \(20 s left\)"):
+        backend(server, waits, clock=clock).embed_texts(["a", "b", "c"])
+    assert waits.calls == [40.0] and len(server.log) == 4
+
+
 def test_a_budget_wait_past_max_wait_raises_and_gives_the_budget_back(server):
     b = backend(server, rpm_limit=1, max_wait=10)  # the next request would wait 60 s
     b.embed_text("one")

@@ -433,3 +433,13 @@ def test_a_file_cut_after_the_manifest_check_is_named(saved):
             _files.read_exactly(fd, size, file)
     finally:
         os.close(fd)
+
+
+def test_bad_load_arguments_stay_argument_errors(saved):
+    with pytest.raises(ValueError, match="parallel") as info:
+        BinarySemanticCache.load(saved, parallel="yes")
+    assert not isinstance(info.value, CacheError)
+    with pytest.raises(TypeError, match="clock"):
+        BinarySemanticCache.load(saved, clock=5)
+    with pytest.raises(TypeError, match="encoder"):
+        BinarySemanticCache.load(saved, encoder="enc")

@@ -106,12 +106,15 @@ class OpenAIEmbeddingBackend(BackendBase):
     def embed_texts(self, texts):
         """L2-normalised float32 rows, shape ``(len(texts), embedding_dim)``, in input order."""
         texts = check_texts(texts)
-        parts = [self._request(batch, tokens) for batch, tokens in self._batches(texts)]
+        deadline = self._deadline()
+        parts = [self._request(batch, tokens, deadline) for batch, tokens in self._batches(texts)]
         return self._stack(parts)
 
     async def aembed_texts(self, texts):
         texts = check_texts(texts)
-        parts = [await self._arequest(batch, tokens) for batch, tokens in self._batches(texts)]
+        deadline = self._deadline()
+        parts = [await self._arequest(batch, tokens, deadline)
+                 for batch, tokens in self._batches(texts)]
         return self._stack(parts)
 
     def get_stats(self):
@@ -142,8 +145,10 @@ class OpenAIEmbeddingBackend(BackendBase):
         if batch:
             yield batch, tokens
 
-    def _request(self, batch, tokens):
-        deadline = Deadline(self._max_wait, self._clock, "OpenAI embeddings")
+    def _deadline(self):
+        return Deadline(self._max_wait, self._clock, "OpenAI embeddings")
+
+    def _request(self, batch, tokens, deadline):
         for attempt in range(self._max_retries + 1):
             self._wait(self._budget(tokens, deadline), self._sleep)
             arguments = self._arguments(batch, deadline)
@@ -157,14 +162,13 @@ class OpenAIEmbeddingBackend(BackendBase):
             return self._accept(response, batch, tokens)
         raise AssertionError("unreachable: the last failure raises")
 
-    async def _arequest(self, batch, tokens):
+    async def _arequest(self, batch, tokens, deadline):
         import asyncio
 
         if self._aclient is None:
             self._aclient = self._openai.AsyncOpenAI(**self._options)
         if self._asleep is None:
             self._asleep = asyncio.sleep
-        deadline = Deadline(self._max_wait, self._clock, "OpenAI embeddings")
         for attempt in range(self._max_retries + 1):
             await self._await(self._budget(tokens, deadline))
             arguments = self._arguments(batch, deadline)
@@ -208,7 +212,7 @@ class OpenAIEmbeddingBackend(BackendBase):
             await self._asleep(seconds)
 
     def _after_failure(self, exc, attempt):
-        """``(seconds, why, error)`` to wait before retrying ``exc``; raises when it must not be retried."""
+        """``(seconds, why, error)`` before retrying ``exc``; raises when it must not be retried."""
         openai = self._openai
         with self._lock:
             self._stats["http_attempts"] += 1
@@ -236,7 +240,8 @@ class OpenAIEmbeddingBackend(BackendBase):
         response = getattr(exc, "response", None)
         wait = retry_after(None if response is None else response.headers)
         if wait is None:
-            return backoff(attempt, self._rng), f"backoff after {status or type(exc).__name__}", kind
+            why = f"backoff after {status or type(exc).__name__}"
+            return backoff(attempt, self._rng), why, kind
         return wait, f"Retry-After of a {status}", kind
 
     def _accept(self, response, batch, tokens):
