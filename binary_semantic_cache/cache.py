@@ -6,10 +6,11 @@ import time
 import numpy as np
 
 from . import _kernels as K
-from . import _validate, persistence
-from ._index import INITIAL_CAPACITY, RESCORE, Index
-from ._responses import Responses
-from ._jit import threads_for
+from . import persistence
+from ._core import validate as _validate
+from ._core.index import INITIAL_CAPACITY, RESCORE, Index
+from ._core.jit import threads_for
+from ._core.responses import Responses
 from .encoder import BinaryEncoder
 from .results import CacheEntry, CacheStats
 

@@ -50,15 +50,15 @@ def main(argv=None):
 
     try:
         if args.command == "demo":
-            from . import demo as demo_module
+            from .tools import demo as demo_module
 
             demo_module.run(threshold=args.threshold, code_bits=args.bits, seed=args.seed)
         elif args.command == "bench":
             _bench(args)
         elif args.command == "eval":
-            from . import _eval_report
+            from .tools import eval_report
 
-            _eval_report.run(args)
+            eval_report.run(args)
         elif args.command == "inspect":
             _inspect(args)
         else:
@@ -69,7 +69,7 @@ def main(argv=None):
 
 
 def _bench(args):
-    from . import bench
+    from .tools import bench
 
     sizes = (10_000, 100_000) if args.quick else tuple(int(s) for s in args.sizes.split(","))
     results = {"scans": bench.scans(sizes)}

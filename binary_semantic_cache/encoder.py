@@ -1,13 +1,15 @@
 """Random-hyperplane encoder: float embeddings to packed binary codes."""
 
 import hashlib
+import sys
 
 import numpy as np
 
-from . import _validate
-from ._kernels import _pack_signs
+from ._core import validate as _validate
 
 MIN_BITS, MAX_BITS = 64, 4096
+# Packed bytes read as little-endian words; native when the machine is little-endian.
+_WORD = np.uint64 if sys.byteorder == "little" else np.dtype("<u8")
 
 
 class BinaryEncoder:
@@ -103,10 +105,7 @@ class BinaryEncoder:
     def _encode_checked(self, rows):
         """Encode float32 rows that already passed the validation gate."""
         # A 1-D product runs as BLAS gemv, measurably cheaper for one embedding.
-        proj = (rows @ self._planes).reshape(-1, self._bits)
-        codes = np.empty((proj.shape[0], self.n_words), np.uint64)
-        _pack_signs(proj, codes)
-        return codes.reshape(rows.shape[:-1] + (self.n_words,))
+        return pack_signs((rows @ self._planes) > 0)
 
     def __eq__(self, other):
         if not isinstance(other, BinaryEncoder):
@@ -119,3 +118,11 @@ class BinaryEncoder:
     def __repr__(self):
         return (f"BinaryEncoder(embedding_dim={self._dim}, code_bits={self._bits}, "
                 f"seed={self._seed})")
+
+
+def pack_signs(signs):
+    """Boolean rows of ``64 * n_words`` to ``uint64`` words: bit i in word i // 64 at i % 64."""
+    # Bit i lands in byte i // 8 at i % 8 (little bit order), and bytes 8w..8w+7
+    # read as one little-endian word w: exactly the documented bit order.
+    words = np.packbits(signs, axis=-1, bitorder="little").view(_WORD)
+    return words if _WORD is np.uint64 else words.astype(np.uint64)

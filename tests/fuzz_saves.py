@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from binary_semantic_cache import BinaryEncoder, BinarySemanticCache, CacheError
-from binary_semantic_cache import _format as F
+from binary_semantic_cache.persistence import format as F
 
 CASE_SECONDS = 60
 DIM = 12

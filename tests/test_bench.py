@@ -2,9 +2,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from binary_semantic_cache import bench
+from binary_semantic_cache._core.jit import BLOCK
+from binary_semantic_cache.tools import bench
+
+from .conftest import random_codes
 
 
 def test_scan_benchmark_checks_agreement_and_reports(capsys):
@@ -37,3 +41,15 @@ def test_bsc_bench_writes_json_and_plot(tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     assert "2000" in data["scans"]["sizes"]
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("n", [0, 1, BLOCK + 5])
+def test_stream_xor_matches_naive(n):
+    codes = random_codes(np.random.default_rng(n), 3, max(n, 1))
+    want = 0
+    for w in range(3):
+        for j in range(n):
+            want ^= int(codes[w, j])
+    assert int(bench._stream_xor(codes, n)) == want
+    for chunks in (1, 2, 3):
+        assert int(bench._stream_xor_parallel(codes, n, chunks)) == want

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from binary_semantic_cache import BinaryEncoder, BinarySemanticCache, CacheEntry, CacheStats
-from binary_semantic_cache._index import INITIAL_CAPACITY
+from binary_semantic_cache._core.index import INITIAL_CAPACITY
 
 from . import naive
 from .conftest import check_invariants

@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from binary_semantic_cache import cli, datasets, demo
+from binary_semantic_cache import cli, datasets
+from binary_semantic_cache.tools import demo
 
 
 def test_bundled_data_is_real_labelled_text():

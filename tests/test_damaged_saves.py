@@ -12,7 +12,7 @@ import pytest
 
 from binary_semantic_cache import BinaryEncoder, BinarySemanticCache, CorruptFileError
 from binary_semantic_cache import _kernels as K
-from binary_semantic_cache._jit import DISABLE_JIT
+from binary_semantic_cache._core.jit import DISABLE_JIT
 
 from .test_persistence import data_dir, patch_entries
 

@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from binary_semantic_cache import _kernels as K
-from binary_semantic_cache._index import Index
-from binary_semantic_cache._jit import BLOCK
+from binary_semantic_cache._core.index import Index
+from binary_semantic_cache._core.jit import BLOCK
+from binary_semantic_cache.encoder import pack_signs
 
 from . import naive
 from .conftest import check_invariants, random_codes
@@ -38,11 +39,12 @@ def test_pack_signs_matches_naive(bits):
     proj[1] = 0.0  # zero is not positive
     proj[2] = np.abs(proj[2])
     proj[3, ::3] = -0.0
-    out = np.empty((5, bits // 64), np.uint64)
-    K._pack_signs(proj, out)
+    out = pack_signs(proj > 0)
+    assert out.dtype == np.uint64 and out.flags.c_contiguous
     assert out.tolist() == [naive.pack_signs(row) for row in proj]
     assert out[1].tolist() == [0] * (bits // 64)
     assert out[2].tolist() == [2**64 - 1] * (bits // 64)
+    assert pack_signs(proj[4] > 0).tolist() == naive.pack_signs(proj[4])  # one row
 
 
 @pytest.mark.parametrize("value", [0, 1, 2**63, 2**64 - 1, 0x5555555555555555])
@@ -218,18 +220,6 @@ def test_tick_wrap_renumbers_in_recency_order():
     assert order == [before[-2], before[-1]] + before[:-2]
     assert index.tick[order].tolist() == [5, 4, 3, 2, 1]
     assert index.state[K.TICK] == 5
-
-
-@pytest.mark.parametrize("n", [0, 1, BLOCK + 5])
-def test_stream_xor_matches_naive(n):
-    codes = random_codes(np.random.default_rng(n), 3, max(n, 1))
-    want = 0
-    for w in range(3):
-        for j in range(n):
-            want ^= int(codes[w, j])
-    assert int(K._stream_xor(codes, n)) == want
-    for chunks in (1, 2, 3):
-        assert int(K._stream_xor_parallel(codes, n, chunks)) == want
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.float32])

@@ -8,7 +8,7 @@ import pytest
 
 from binary_semantic_cache import BinaryEncoder, BinarySemanticCache
 from binary_semantic_cache import _kernels as K
-from binary_semantic_cache._jit import DISABLE_JIT
+from binary_semantic_cache._core.jit import DISABLE_JIT
 
 from .conftest import check_invariants
 

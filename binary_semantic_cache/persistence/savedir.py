@@ -20,8 +20,8 @@ import stat
 import threading
 from pathlib import Path
 
-from . import _files
-from .errors import CorruptFileError, ForeignDirectoryError
+from ..errors import CorruptFileError, ForeignDirectoryError
+from . import files as fs
 
 try:
     import fcntl
@@ -49,12 +49,12 @@ _thread_locks_guard = threading.Lock()
 def read_manifest_bytes(path):
     """The raw ``manifest.json`` of ``path``: a regular file of at most ``MANIFEST_LIMIT``."""
     file = Path(path) / MANIFEST
-    fd, size = _files.open_regular(file)
+    fd, size = fs.open_regular(file)
     try:
         if size > MANIFEST_LIMIT:
             raise CorruptFileError(f"{file}: {size:,} bytes, more than any manifest "
                                    f"({MANIFEST_LIMIT:,}); not a saved cache's manifest")
-        return bytes(_files.read_exactly(fd, size, file))
+        return bytes(fs.read_exactly(fd, size, file))
     finally:
         os.close(fd)
 
@@ -158,9 +158,9 @@ class SaveDirectory:
     def _write_journal(self):
         tmp = self.path / (JOURNAL + ".tmp")
         tmp.unlink(missing_ok=True)
-        _files.write_synced(tmp, ["\n".join([_JOURNAL_HEAD, *sorted(self.journal)]).encode()])
+        fs.write_synced(tmp, ["\n".join([_JOURNAL_HEAD, *sorted(self.journal)]).encode()])
         os.replace(tmp, self.path / JOURNAL)
-        _files.fsync_dir(self.path)
+        fs.fsync_dir(self.path)
 
     def tidy(self, keep):
         """Remove what our saves left behind, but the names in ``keep``.

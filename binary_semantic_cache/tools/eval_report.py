@@ -2,9 +2,9 @@
 
 import json
 
-from . import datasets, quality
-from ._plotting import pyplot
-from ._progress import Progress
+from .. import datasets, quality
+from .plotting import pyplot
+from .progress import Progress
 
 
 def run(args, out=print):

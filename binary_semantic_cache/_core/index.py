@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _kernels as K
+from .. import _kernels as K
 
 INITIAL_CAPACITY = 1024
 

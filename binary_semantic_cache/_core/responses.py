@@ -19,7 +19,7 @@ import json
 import math
 import pickle
 
-from .errors import CorruptFileError, UnsafeResponseError
+from ..errors import CorruptFileError, UnsafeResponseError
 
 _ON_DISK = object()  # a slot whose response is still only in the file
 

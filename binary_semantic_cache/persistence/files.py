@@ -6,7 +6,7 @@ import mmap
 import os
 import stat
 
-from .errors import CacheFileNotFoundError, CacheIOError, CorruptFileError, TruncatedFileError
+from ..errors import CacheFileNotFoundError, CacheIOError, CorruptFileError, TruncatedFileError
 
 # O_NONBLOCK: opening a FIFO would otherwise wait for a writer before fstat
 # could tell it is not a file. O_NOFOLLOW: a symlink fails to open at all.

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _kernels as K
-from .errors import ByteOrderError, CorruptFileError, FormatVersionError, TruncatedFileError
+from .. import _kernels as K
+from ..errors import ByteOrderError, CorruptFileError, FormatVersionError, TruncatedFileError
 
 MAGIC = b"BSCACHE\x00"
 RESPONSES_MAGIC = b"BSCRESP\x00"

@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from . import datasets
-from ._progress import Progress
-from .cache import BinarySemanticCache
-from .encoder import BinaryEncoder
+from .. import datasets
+from ..cache import BinarySemanticCache
+from ..encoder import BinaryEncoder
+from .progress import Progress
 
 
 def answer(intent):

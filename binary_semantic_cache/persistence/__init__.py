@@ -24,14 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _files
-from . import _format as F
-from . import _kernels as K
-from ._index import Index
-from ._responses import Responses
-from ._savedir import DATA_NAME, FORMAT, MANIFEST, SaveDirectory, read_manifest_bytes
-from .encoder import BinaryEncoder
-from .errors import (
+from .. import _kernels as K
+from .._core.index import Index
+from .._core.responses import Responses
+from ..encoder import BinaryEncoder
+from ..errors import (
     CacheError,
     CacheFileNotFoundError,
     CacheIOError,
@@ -42,6 +39,9 @@ from .errors import (
     TruncatedFileError,
     UnsafeResponseError,
 )
+from . import files as fs
+from . import format as F
+from .savedir import DATA_NAME, FORMAT, MANIFEST, SaveDirectory, read_manifest_bytes
 
 FILES = ("entries.bin", "responses.bin")
 # A load re-reads the manifest this many times when a save replaces the data under it.
@@ -77,16 +77,16 @@ def _commit(directory, entries, responses, allow_pickle):
         (path / staging).mkdir()
         digests = {}
         for name, parts in (("entries.bin", entries), ("responses.bin", responses)):
-            digests[name] = _files.write_synced(path / staging / name, parts)
-        _files.fsync_dir(path / staging)
+            digests[name] = fs.write_synced(path / staging / name, parts)
+        fs.fsync_dir(path / staging)
         os.replace(path / staging, path / final)
-        _files.fsync_dir(path)
+        fs.fsync_dir(path)
         manifest = {"format": FORMAT, "version": F.VERSION, "data": final,
                     "pickle": allow_pickle, "files": digests}
-        _files.write_synced(path / tmp, [json.dumps(manifest, indent=2).encode()])
+        fs.write_synced(path / tmp, [json.dumps(manifest, indent=2).encode()])
         os.replace(path / tmp, path / MANIFEST)
         committed = True
-        _files.fsync_dir(path)
+        fs.fsync_dir(path)
     except BaseException:
         # Keep whatever a manifest may name; remove the rest of this save.
         try:
@@ -190,20 +190,20 @@ def _read_data(path, manifest, use_mmap, verify):
     manifest records, and is never read past it.
     """
     data = path / manifest.data
-    _files.check_directory(data)
+    fs.check_directory(data)
     out = []
     for name in FILES:
         file, size = data / name, manifest.sizes[name]
-        fd, actual = _files.open_regular(file)
+        fd, actual = fs.open_regular(file)
         try:
             if actual != size:
                 raise TruncatedFileError(f"{file}: truncated or extended: expected {size:,} "
                                          f"bytes, got {actual:,}")
-            buffer = (_files.map_private(fd, size) if use_mmap
-                      else _files.read_exactly(fd, size, file))
+            buffer = (fs.map_private(fd, size) if use_mmap
+                      else fs.read_exactly(fd, size, file))
         finally:
             os.close(fd)
-        if verify and (digest := _files.sha256(buffer)) != manifest.sums[name]:
+        if verify and (digest := fs.sha256(buffer)) != manifest.sums[name]:
             raise ChecksumError(f"{file}: SHA-256 {digest[:16]}... does not match the "
                                 f"manifest's {manifest.sums[name][:16]}...; the file was "
                                 "changed or damaged")

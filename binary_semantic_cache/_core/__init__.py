@@ -1,0 +1,1 @@
+"""What the cache stands on: its arrays, the input gate, stored responses, JIT options."""

@@ -1,0 +1,267 @@
+"""Slot bookkeeping: the recency list, the expiry heap, the free list, and their check."""
+
+import numba
+import numpy as np
+
+from .._core.jit import JIT
+from .state import FREE, HEAD, HEAPN, HW, SIZE, TAIL, TICK, TICK_MAX
+
+# ---------------------------------------------------------------- recency list
+
+
+@numba.njit(**JIT)
+def _unlink(prev, nxt, state, s):
+    p = prev[s]
+    x = nxt[s]
+    if p >= 0:
+        nxt[p] = x
+    else:
+        state[HEAD] = x
+    if x >= 0:
+        prev[x] = p
+    else:
+        state[TAIL] = p
+
+
+@numba.njit(**JIT)
+def _push_front(prev, nxt, state, s):
+    h = state[HEAD]
+    prev[s] = -1
+    nxt[s] = h
+    if h >= 0:
+        prev[h] = s
+    else:
+        state[TAIL] = s
+    state[HEAD] = s
+
+
+@numba.njit(**JIT)
+def _stamp(prev, tick, state, s):
+    """Give slot ``s``, just moved to the head, the next recency tick.
+
+    When the 32-bit counter would wrap, the live slots are renumbered 1..size
+    from the tail: O(size) once per four billion uses.
+    """
+    t = state[TICK] + 1
+    if t > TICK_MAX:
+        t = 0
+        k = state[TAIL]
+        while k >= 0:
+            t += 1
+            tick[k] = t
+            k = prev[k]
+    else:
+        tick[s] = t
+    state[TICK] = t
+
+
+@numba.njit(**JIT)
+def _touch(prev, nxt, tick, count, created, seen, state, s, now):
+    """Record a hit on slot ``s``: move it to the head, stamp it, count it."""
+    if state[HEAD] != s:
+        _unlink(prev, nxt, state, s)
+        _push_front(prev, nxt, state, s)
+    _stamp(prev, tick, state, s)
+    seen[s] = now - created[s]
+    if count[s] < TICK_MAX:
+        count[s] += np.uint32(1)
+
+
+# ---------------------------------------------------------------- expiry heap
+
+
+@numba.njit(**JIT)
+def _heap_swap(heap, hpos, i, j):
+    a = heap[i]
+    b = heap[j]
+    heap[i] = b
+    heap[j] = a
+    hpos[b] = i
+    hpos[a] = j
+
+
+@numba.njit(**JIT)
+def _heap_up(heap, hpos, exp, i):
+    while i > 0:
+        p = (i - 1) // 2
+        if exp[heap[p]] <= exp[heap[i]]:
+            break
+        _heap_swap(heap, hpos, i, p)
+        i = p
+
+
+@numba.njit(**JIT)
+def _heap_down(heap, hpos, exp, i, size):
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and exp[heap[c + 1]] < exp[heap[c]]:
+            c += 1
+        if exp[heap[i]] <= exp[heap[c]]:
+            break
+        _heap_swap(heap, hpos, i, c)
+        i = c
+
+
+@numba.njit(**JIT)
+def _heap_push(heap, hpos, exp, state, s):
+    i = state[HEAPN]
+    state[HEAPN] = i + 1
+    heap[i] = s
+    hpos[s] = i
+    _heap_up(heap, hpos, exp, i)
+
+
+@numba.njit(**JIT)
+def _heap_remove(heap, hpos, exp, state, s):
+    i = hpos[s]
+    if i < 0:
+        return
+    hpos[s] = -1
+    size = state[HEAPN] - 1
+    state[HEAPN] = size
+    if i == size:
+        return
+    moved = heap[size]
+    heap[i] = moved
+    hpos[moved] = i
+    _heap_up(heap, hpos, exp, i)
+    _heap_down(heap, hpos, exp, hpos[moved], size)
+
+
+# ---------------------------------------------------------------- slots
+
+
+@numba.njit(**JIT)
+def _release(prev, nxt, gen, exp, heap, hpos, state, s):
+    """Remove the live entry in slot ``s`` and put the slot on the free list."""
+    _unlink(prev, nxt, state, s)
+    gen[s] += np.uint32(1)
+    prev[s] = -1
+    nxt[s] = state[FREE]
+    state[FREE] = s
+    state[SIZE] -= 1
+    if exp.shape[0] > 0:
+        _heap_remove(heap, hpos, exp, state, s)
+        exp[s] = np.inf
+
+
+@numba.njit(**JIT)
+def _purge_expired(prev, nxt, gen, exp, heap, hpos, state, now, out):
+    """Release every entry whose expiry time is ``<= now``; slots go to ``out``."""
+    m = 0
+    while state[HEAPN] > 0 and exp[heap[0]] <= now:
+        s = heap[0]
+        _release(prev, nxt, gen, exp, heap, hpos, state, s)
+        out[m] = s
+        m += 1
+    return m
+
+
+@numba.njit(**JIT)
+def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp, heap, hpos,
+            state, now, out_id):
+    """Store each row of ``new``; returns how many live entries were evicted.
+
+    Row ``i`` gets the entry id ``out_id[i]`` (``gen << 32 | slot``) and
+    expires at ``new_exp[i]``; an empty ``new_exp`` means no row expires.
+
+    A slot comes from the free list, then from never-used capacity, and only
+    then from the least recently used entry. The caller sizes the arrays first.
+    """
+    capacity = codes.shape[1]
+    evicted = 0
+    for i in range(new.shape[0]):
+        s = state[FREE]
+        if s >= 0:
+            state[FREE] = nxt[s]
+        elif state[HW] < capacity:
+            s = state[HW]
+            state[HW] = s + 1
+            gen[s] = 0
+        else:
+            s = state[TAIL]
+            _release(prev, nxt, gen, exp, heap, hpos, state, s)
+            state[FREE] = nxt[s]
+            evicted += 1
+        for w in range(codes.shape[0]):
+            codes[w, s] = new[i, w]
+        gen[s] += np.uint32(1)
+        count[s] = 0
+        created[s] = now
+        seen[s] = 0.0
+        _push_front(prev, nxt, state, s)
+        _stamp(prev, tick, state, s)
+        state[SIZE] += 1
+        if exp.shape[0] > 0:
+            exp[s] = new_exp[i] if new_exp.shape[0] > 0 else np.inf
+            if exp[s] < np.inf:
+                _heap_push(heap, hpos, exp, state, s)
+        out_id[i] = (np.uint64(gen[s]) << np.uint64(32)) | np.uint64(s)
+    return evicted
+
+
+# ---------------------------------------------------------------- loading
+
+BAD_RECENCY, BAD_FREE, BAD_HEAP, BAD_NORM = 1, 2, 3, 4
+
+
+@numba.njit(**JIT)
+def _check_slots(prev, nxt, gen, exp, heap, hpos, vnorm, state):
+    """``(0, -1)`` when the slot links of a loaded index are sound, else ``(problem, slot)``.
+
+    Sound means what every other kernel assumes: the recency list runs from
+    HEAD to TAIL through live slots only, each once, ``size`` of them, with
+    ``prev`` mirroring ``nxt``; the free list covers every other used slot
+    once; the heap holds each slot of finite expiry once, in heap order, with
+    ``hpos`` its inverse; int8 norms are positive. Every walk stops after at
+    most ``high_water`` steps, so a cycle cannot hang it.
+    """
+    hw = state[HW]
+    size = state[SIZE]
+    if not 0 <= hw <= prev.shape[0]:
+        return BAD_RECENCY, -1
+    seen = np.zeros(hw, np.bool_)
+    s = state[HEAD]
+    p = -1
+    n = 0
+    while s >= 0:
+        if s >= hw or seen[s] or gen[s] & 1 == 0 or prev[s] != p or n == size:
+            return BAD_RECENCY, s
+        if vnorm.shape[0] > 0 and not 0.0 < vnorm[s] < np.inf:
+            return BAD_NORM, s
+        seen[s] = True
+        n += 1
+        p = s
+        s = nxt[s]
+    if s != -1 or n != size or state[TAIL] != p:
+        return BAD_RECENCY, s
+    s = state[FREE]
+    while s >= 0:
+        if s >= hw or seen[s] or gen[s] & 1 == 1:
+            return BAD_FREE, s
+        seen[s] = True
+        n += 1
+        s = nxt[s]
+    if s != -1 or n != hw:
+        return BAD_FREE, s
+    heapn = state[HEAPN]
+    if exp.shape[0] == 0:
+        return (BAD_HEAP, -1) if heapn != 0 else (0, -1)
+    if not 0 <= heapn <= size:
+        return BAD_HEAP, -1
+    for i in range(heapn):
+        s = heap[i]
+        if s < 0 or s >= hw or gen[s] & 1 == 0 or hpos[s] != i or not exp[s] < np.inf:
+            return BAD_HEAP, s
+        if i > 0 and exp[heap[(i - 1) // 2]] > exp[s]:
+            return BAD_HEAP, s
+    for s in range(hw):
+        h = hpos[s]
+        if h == -1:
+            if exp[s] != np.inf:  # a finite expiry outside the heap would never be purged
+                return BAD_HEAP, s
+        elif not 0 <= h < heapn or heap[h] != s:
+            return BAD_HEAP, s
+    return 0, -1
