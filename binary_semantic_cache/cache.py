@@ -2,16 +2,18 @@
 
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
-from . import _kernels as K
 from . import persistence
 from ._core import validate as _validate
-from ._core.index import INITIAL_CAPACITY, RESCORE, Index
+from ._core.index import INITIAL_CAPACITY, RESCORE, Index, entry_id, split_id
 from ._core.jit import threads_for
 from ._core.responses import Responses
+from ._core.snapshot import Snapshot
 from .encoder import BinaryEncoder
+from .errors import CacheClosedError
 from .results import CacheEntry, CacheStats
 
 # Lock-free scans retried before a lookup takes the lock for its scan.
@@ -56,6 +58,12 @@ class BinarySemanticCache:
     bookkeeping take a short lock. A lookup that overlapped a write that
     reused a slot scans again.
 
+    Lifecycle: ``close()`` (or leaving a ``with`` block) releases the arrays
+    and a loaded file's mappings; every later call raises
+    :class:`CacheClosedError`. A cache loaded with ``mmap=True`` scans the
+    file's pages in place (``is_mapped``) until its first put, which copies
+    the arrays into memory.
+
     Examples
     --------
     >>> import numpy as np
@@ -92,6 +100,8 @@ class BinarySemanticCache:
         self._similarity = np.cos(np.pi * np.arange(encoder.code_bits + 1) / encoder.code_bits)
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = self._expirations = 0
+        self._closed = False
+        self._mappings = []  # a loaded file's mmaps, closed by close()
         self._reset()
 
     def _reset(self):
@@ -132,6 +142,17 @@ class BinarySemanticCache:
     def ttl(self):
         """Default time to live in seconds, or None."""
         return self._ttl
+
+    @property
+    def is_mapped(self):
+        """True while the index is a loaded file's memory map (until the first put)."""
+        self._check_open()
+        return self._index.mapped
+
+    @property
+    def closed(self):
+        """True after ``close()``."""
+        return self._closed
 
     # ------------------------------------------------------------ lookups
 
@@ -182,11 +203,11 @@ class BinarySemanticCache:
             wanted = max(k, self._rescore_k) if self._rescore else k
             slots = np.empty(min(wanted, idx.size), np.int64)
             dists = np.empty_like(slots)
-            found = K._topk(idx.codes, idx.high_water, q, idx.gen, idx.tick, slots, dists)
+            found = idx.topk(q, threads_for(idx.high_water, self._parallel), slots, dists)
             slots, dists = slots[:found], dists[:found]
             if not self._rescore:
                 return [self._entry(s, self._similarity[d]) for s, d in zip(slots, dists)]
-            cosines = self._cosines(slots, unit)
+            cosines = idx.cosines(slots, unit, _HALF)
             order = np.lexsort((-idx.tick[slots].astype(np.int64), -cosines))[:k]
             return [self._entry(slots[i], cosines[i]) for i in order]
 
@@ -205,39 +226,20 @@ class BinarySemanticCache:
                 if self._version == version:
                     return self._record(slots, dists, units, threshold, now)
         with self._lock:
+            self._check_open()
             self._candidates(codes, slots, dists)
             return self._record(slots, dists, units, threshold, now)
 
     def _candidates(self, codes, slots, dists):
         """The best ``slots.shape[1]`` slots for each code (-1 where there are fewer)."""
+        idx = self._index
         if slots.shape[1] == 1:
-            return self._scan(codes, slots[:, 0], dists[:, 0])
-        idx = self._index
-        n = idx.high_water
-        threads = threads_for(n, self._parallel)
-        slots[:] = -1
+            idx.top1(codes, threads_for(idx.high_water * codes.shape[0], self._parallel),
+                     slots[:, 0], dists[:, 0])
+            return
+        threads = threads_for(idx.high_water, self._parallel)
         for i in range(codes.shape[0]):
-            if threads > 1:
-                K._topk_parallel(idx.codes, n, codes[i], idx.gen, idx.tick, slots[i], dists[i],
-                                 threads)
-            else:
-                K._topk(idx.codes, n, codes[i], idx.gen, idx.tick, slots[i], dists[i])
-
-    def _scan(self, codes, slots, dists):
-        idx = self._index
-        n = idx.high_water
-        threads = threads_for(n * codes.shape[0], self._parallel)
-        if codes.shape[0] == 1:
-            if threads > 1:
-                found = K._scan_top1_parallel(idx.codes, n, codes[0], idx.gen, idx.tick, threads)
-            else:
-                found = K._scan_top1(idx.codes, n, codes[0], idx.gen, idx.tick)
-            slots[0], dists[0] = found
-        elif threads > 1:
-            K._scan_batch_parallel(idx.codes, n, codes, idx.gen, idx.tick, slots, dists,
-                                   min(threads, codes.shape[0]))
-        else:
-            K._scan_batch(idx.codes, n, codes, idx.gen, idx.tick, slots, dists)
+            idx.topk(codes[i], threads, slots[i], dists[i])
 
     def _record(self, slots, dists, units, threshold, now):
         """Turn scan results into hits or misses; the lock is held.
@@ -261,7 +263,7 @@ class BinarySemanticCache:
                 out.append(None)
                 continue
             s, similarity, response = hit
-            K._touch(idx.prev, idx.nxt, idx.tick, idx.count, idx.created, idx.seen, idx.state, s, now)
+            idx.touch(s, now)
             self._hits += 1
             out.append(self._entry(s, similarity, response))
         return out
@@ -271,16 +273,8 @@ class BinarySemanticCache:
         if not self._rescore:
             s = int(slots[0])
             return s, (self._similarity[dists[0]] if s >= 0 else -2.0)
-        return K._pick_best(slots, self._cosines(slots, unit), self._index.tick)
-
-    def _cosines(self, slots, unit):
         idx = self._index
-        out = np.empty(len(slots), np.float64)
-        if self._rescore == "float16":
-            K._rescore_half(idx.vectors, _HALF, slots, unit, out)
-        else:
-            K._rescore(idx.vectors, idx.vnorm, slots, unit, out)
-        return out
+        return idx.pick_best(slots, idx.cosines(slots, unit, _HALF))
 
     def _entry(self, slot, similarity, response=None):
         idx = self._index
@@ -317,6 +311,7 @@ class BinarySemanticCache:
         ttl = self._ttl if ttl is None else _validate.ttl(ttl)
         m = codes.shape[0]
         with self._lock:
+            self._check_open()
             now = self._now()
             expires = _NO_EXPIRY if ttl is None else np.full(m, _validate.expiry(now, ttl))
             if ttl is not None and not self._index.has_expiry:
@@ -324,26 +319,21 @@ class BinarySemanticCache:
             self._purge(now)
             self._reserve(m)
             idx = self._index
-            ids = np.empty(m, np.uint64)
-            state = idx.state
-            fresh_before = state[K.HW]
-            self._evictions += K._insert(
-                idx.codes, codes, expires, idx.prev, idx.nxt, idx.gen, idx.tick, idx.count,
-                idx.created, idx.seen, idx.exp, idx.heap, idx.hpos, state, now, ids)
-            if state[K.HW] - fresh_before < m:
+            fresh_before = idx.high_water
+            slots, ids, evicted = idx.insert(codes, expires, now)
+            self._evictions += evicted
+            if idx.high_water - fresh_before < m:
                 self._version += 1  # a slot a reader may be scanning was rewritten
-            id_list = ids.tolist()
             if units is not None:
-                self._store_vectors(ids, units)
+                self._store_vectors(slots, units)
             items = self._responses._items
-            for entry_id, response in zip(id_list, responses):
-                items[entry_id & 0xFFFFFFFF] = response
-            return id_list
+            for slot, response in zip(slots.tolist(), responses):
+                items[slot] = response
+            return ids
 
-    def _store_vectors(self, ids, units):
+    def _store_vectors(self, slots, units):
         """Keep the rescoring copies of just-stored rows; the lock is held."""
         idx = self._index
-        slots = (ids & np.uint64(0xFFFFFFFF)).astype(np.int64)
         if self._rescore == "int8":
             peak = np.abs(units).max(axis=1, keepdims=True)
             q = np.rint(units * (127.0 / peak)).astype(np.int8)
@@ -355,11 +345,15 @@ class BinarySemanticCache:
             idx.vectors[slots] = units
 
     def _reserve(self, m):
-        """Grow the arrays so ``m`` more puts need no eviction, up to max_entries."""
+        """Grow the arrays so ``m`` more puts need no eviction, up to max_entries.
+
+        A loaded file's mapped arrays are copied into memory here, whatever
+        the room: a put never writes to the file's pages.
+        """
         idx = self._index
         need = min(self._max, idx.high_water + m)
-        if need <= idx.capacity and idx.codes.flags.writeable:
-            return  # read-only codes are a loaded file's: copy them before the first put
+        if need <= idx.capacity and not idx.mapped:
+            return
         capacity = min(self._max, max(need, 2 * idx.capacity))
         self._index = idx.grown(capacity)
         self._responses.grow(capacity)
@@ -371,8 +365,7 @@ class BinarySemanticCache:
             slot = self._live_slot(entry_id, self._now())
             if slot < 0:
                 return False
-            idx = self._index
-            K._release(idx.prev, idx.nxt, idx.gen, idx.exp, idx.heap, idx.hpos, idx.state, slot)
+            self._index.release(slot)
             self._responses[slot] = None
             self._version += 1
             return True
@@ -380,23 +373,20 @@ class BinarySemanticCache:
     def clear(self):
         """Remove every entry; the hit, miss and eviction counters are kept."""
         with self._lock:
+            self._check_open()
             self._reset()
 
     def _expiry_due(self, now):
-        idx = self._index
-        return idx.has_expiry and idx.state[K.HEAPN] > 0 and idx.exp[idx.heap[0]] <= now
+        return self._index.expiry_due(now)
 
     def _purge(self, now):
         """Release expired entries; the lock is held."""
-        if not self._expiry_due(now):
+        if not self._index.expiry_due(now):
             return
-        idx = self._index
-        out = np.empty(int(idx.state[K.HEAPN]), np.int64)
-        m = K._purge_expired(idx.prev, idx.nxt, idx.gen, idx.exp, idx.heap, idx.hpos, idx.state,
-                             now, out)
-        for s in out[:m].tolist():
+        slots = self._index.purge(now)
+        for s in slots:
             self._responses[s] = None
-        self._expirations += m
+        self._expirations += len(slots)
         self._version += 1
 
     # ------------------------------------------------------------ files
@@ -454,28 +444,73 @@ class BinarySemanticCache:
                                 allow_pickle=allow_pickle, clock=clock, parallel=parallel)
 
     def close(self):
-        """Release a loaded file's mapping; the cache is left empty. Safe to repeat."""
+        """Release the arrays and any loaded file's mappings; later calls raise. Safe to repeat.
+
+        A lookup still running in another thread keeps the pages it reads
+        until it returns; the mapping is then released with it.
+        """
         with self._lock:
-            self._reset()
+            if self._closed:
+                return
+            self._closed = True
+            # Empty arrays, not None: a lookup racing the close finds nothing, then raises.
+            self._index = Index(self._encoder.n_words, 0)
+            self._responses = Responses(0)
+            self._version += 1
+            mappings, self._mappings = self._mappings, []
+        for mapping in mappings:
+            try:
+                mapping.close()
+            except BufferError:
+                pass  # a reader still holds a view: released when it is done
 
     def __enter__(self):
+        self._check_open()
         return self
 
     def __exit__(self, *exc):
         self.close()
 
+    def _check_open(self):
+        if self._closed:
+            raise CacheClosedError("this cache was closed; load or build a new one")
+
+    @contextmanager
+    def _snapshot(self):
+        """Everything a save needs, unchanging while the context lasts (the lock is held)."""
+        with self._lock:
+            self._check_open()
+            self._purge(self._now())
+            yield Snapshot(self._encoder, self._max, self._threshold, self._ttl, self._rescore,
+                           self._rescore_k, (self._hits, self._misses, self._evictions,
+                                             self._expirations), self._index, self._responses)
+
+    @classmethod
+    def _from_snapshot(cls, snapshot, *, clock=time.time, parallel=None, mappings=()):
+        """A cache holding ``snapshot``'s entries; ``mappings`` are closed by its ``close()``."""
+        cache = cls(snapshot.encoder, snapshot.max_entries, snapshot.threshold,
+                    ttl=snapshot.ttl, clock=clock, parallel=parallel, rescore=snapshot.rescore,
+                    rescore_k=snapshot.rescore_k)
+        cache._index, cache._responses = snapshot.index, snapshot.responses
+        cache._hits, cache._misses, cache._evictions, cache._expirations = snapshot.counters
+        cache._mappings = list(mappings)
+        return cache
+
     # ------------------------------------------------------------ mapping-like
 
     def _id(self, slot):
-        return (int(self._index.gen[slot]) << 32) | int(slot)
+        return entry_id(self._index.gen[slot], slot)
 
-    def _live_slot(self, entry_id, now):
-        if isinstance(entry_id, bool) or not isinstance(entry_id, (int, np.integer)):
+    def _live_slot(self, value, now):
+        self._check_open()
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             return -1
-        entry_id = int(entry_id)
-        slot, gen = entry_id & 0xFFFFFFFF, entry_id >> 32
+        value = int(value)
+        if value < 0:
+            return -1
+        slot, gen = split_id(value)
         idx = self._index
-        if entry_id < 0 or slot >= idx.high_water or gen % 2 == 0 or idx.gen[slot] != gen:
+        if slot >= idx.high_water or gen % 2 == 0 or idx.gen[slot] != gen:
             return -1
         if idx.has_expiry and idx.exp[slot] <= now:
             return -1
@@ -486,12 +521,14 @@ class BinarySemanticCache:
 
     def __len__(self):
         with self._lock:
+            self._check_open()
             self._purge(self._now())
             return self._index.size
 
     def stats(self):
         """Counters and sizes now, as a :class:`CacheStats`."""
         with self._lock:
+            self._check_open()
             self._purge(self._now())
             lookups = self._hits + self._misses
             return CacheStats(
@@ -500,13 +537,19 @@ class BinarySemanticCache:
                 hit_rate=self._hits / lookups if lookups else 0.0, expirations=self._expirations)
 
     def __repr__(self):
+        if self._closed:
+            return f"BinarySemanticCache(closed, max_entries={self._max})"
         return (f"BinarySemanticCache(size={len(self)}, max_entries={self._max}, "
-                f"code_bits={self._encoder.code_bits}, threshold={self._threshold})")
+                f"code_bits={self._encoder.code_bits}, threshold={self._threshold}, "
+                f"ttl={self._ttl}, rescore={self._rescore!r}"
+                + (f", rescore_k={self._rescore_k}" if self._rescore else "")
+                + (", mapped" if self._index.mapped else "") + ")")
 
     # ------------------------------------------------------------ helpers
 
     def _prepare(self, x, *, ndim):
         """Codes of ``x`` and, when rescoring, its rows scaled to unit length."""
+        self._check_open()
         rows = _validate.embeddings(x, self._encoder.embedding_dim, ndim=ndim)
         codes = self._encoder._encode_checked(rows)
         if not self._rescore:

@@ -6,6 +6,7 @@ except bad arguments, which raise the built-in ``ValueError``/``TypeError``::
     CacheError
     ├── CacheIOError           (also an OSError)
     ├── ForeignDirectoryError  (also a FileExistsError)
+    ├── CacheClosedError
     ├── CorruptFileError
     │   ├── CacheFileNotFoundError   (also a FileNotFoundError)
     │   ├── TruncatedFileError
@@ -32,6 +33,10 @@ class CacheIOError(CacheError, OSError):
 
 class ForeignDirectoryError(CacheError, FileExistsError):
     """A save would overwrite or delete files that binary_semantic_cache did not write."""
+
+
+class CacheClosedError(CacheError):
+    """The cache was closed; its arrays and mappings are released."""
 
 
 class CorruptFileError(CacheError):

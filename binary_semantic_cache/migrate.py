@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._core.index import Index
+from ._core.responses import Responses
+from ._core.snapshot import Snapshot
 from .cache import BinarySemanticCache
 from .encoder import BinaryEncoder
 from .errors import (
@@ -92,15 +95,17 @@ def import_v3(path, *, encoder, trust_pickle=False, max_entries=None):
         raise CorruptFileError(f"{files['responses.pkl']}: expected {count} responses, got "
                                f"{type(stored).__name__} of {len(stored) if hasattr(stored, '__len__') else '?'}")
     capacity = max_entries or max(int(header.get("max_entries", 0)), count, 1)
-    cache = BinarySemanticCache(encoder, capacity,
-                                float(header.get("similarity_threshold", 0.80)))
     # Oldest use first, so the recency list ends in the saved order.
     order = np.argsort(records["last"], kind="stable")
-    codes = np.ascontiguousarray(records["codes"][order], dtype=np.uint64)
-    ids = cache._store(codes, [responses[i] for i in order.tolist()], None)
-    slots = np.array([i & 0xFFFFFFFF for i in ids], np.int64)
-    idx = cache._index
-    idx.created[slots] = records["created"][order]
-    idx.seen[slots] = records["last"][order].astype(np.float64) - records["created"][order]
-    idx.count[slots] = records["count"][order]
-    return cache
+    index = Index(encoder.n_words, min(capacity, max(count, 1)))
+    slots, _, _ = index.insert(np.ascontiguousarray(records["codes"][order], dtype=np.uint64),
+                            np.zeros(0), 0.0)
+    index.created[slots] = records["created"][order]
+    index.seen[slots] = records["last"][order].astype(np.float64) - records["created"][order]
+    index.count[slots] = records["count"][order]
+    stored = Responses(index.capacity)
+    for slot, i in zip(slots.tolist(), order.tolist()):
+        stored[slot] = responses[i]
+    snapshot = Snapshot(encoder, capacity, float(header.get("similarity_threshold", 0.80)), None,
+                        None, 10, (0, 0, 0, 0), index, stored)
+    return BinarySemanticCache._from_snapshot(snapshot)

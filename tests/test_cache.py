@@ -138,15 +138,27 @@ def test_stats_memory_and_repr(clock, vectors):
     cache.get(-vectors[0])
     stats = cache.stats()
     assert isinstance(stats, CacheStats)
-    idx = cache._index
-    arrays = [idx.codes, idx.prev, idx.nxt, idx.gen, idx.tick, idx.count, idx.created, idx.seen]
-    assert stats.memory_bytes == sum(a.nbytes for a in arrays)
-    assert stats.memory_bytes / cache.max_entries <= 64
+    # The documented record: 32 B of code, 32 B of metadata per slot at 256 bits.
+    assert stats.memory_bytes == 64 * 10
     assert (stats.size, stats.max_size, stats.hits, stats.misses, stats.evictions) == (
         10, 10, 1, 1, 0)
     assert stats.hit_rate == 0.5
     assert repr(cache) == ("BinarySemanticCache(size=10, max_entries=10, code_bits=256, "
-                           "threshold=0.8)")
+                           "threshold=0.8, ttl=None, rescore=None)")
+
+
+@pytest.mark.parametrize("options, per_entry", [
+    ({"ttl": 60.0}, 64 + 16),  # expiry time, heap slot, heap position
+    ({"rescore": "int8"}, 64 + 64 + 4),  # 64-d int8 copy and its norm
+    ({"rescore": "float16"}, 64 + 128),
+    ({"rescore": "float32"}, 64 + 256),
+])
+def test_memory_per_entry_is_the_documented_record(clock, vectors, options, per_entry):
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=8, clock=clock, **options)
+    cache.put_batch(vectors[:8], list(range(8)))
+    assert cache.stats().memory_bytes == per_entry * 8
+    assert repr(cache).endswith(f"ttl={options.get('ttl')}, rescore={options.get('rescore')!r}"
+                                + (", rescore_k=10)" if "rescore" in options else ")"))
 
 
 def test_clear_empties_and_keeps_counters(clock, vectors):

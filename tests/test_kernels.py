@@ -153,11 +153,11 @@ def test_scan_accepts_read_only_and_memory_mapped_codes(tmp_path):
 
 def insert(index, rng, now, expires=np.inf):
     new = random_codes(rng, index.codes.shape[0], 1).T.copy()
-    out = np.empty(1, np.uint64)
+    slots, gens = np.empty(1, np.int64), np.empty(1, np.uint32)
     evicted = K._insert(index.codes, new, np.array([expires]), index.prev, index.nxt, index.gen,
                         index.tick, index.count, index.created, index.seen, index.exp,
-                        index.heap, index.hpos, index.state, now, out)
-    slot, gen = int(out[0]) & 0xFFFFFFFF, int(out[0]) >> 32
+                        index.heap, index.hpos, index.state, now, slots, gens)
+    slot, gen = int(slots[0]), int(gens[0])
     assert gen == index.gen[slot] and gen % 2 == 1
     return slot, evicted, new[0]
 

@@ -20,6 +20,7 @@ from binary_semantic_cache import (
     BinaryEncoder,
     BinarySemanticCache,
     ByteOrderError,
+    CacheClosedError,
     CacheError,
     CacheFileNotFoundError,
     ChecksumError,
@@ -139,26 +140,42 @@ def test_mmap_scans_the_file_in_place_and_never_writes_it(tmp_path):
     before = digests(tmp_path)
     loaded = BinarySemanticCache.load(tmp_path)
     codes = loaded._index.codes
-    assert not codes.flags.writeable and not codes.flags.owndata
+    assert loaded.is_mapped and not codes.flags.owndata
+    assert "mapped" in repr(loaded)
     assert loaded.get(VECTORS[3]).response == "r3"  # hit: writes recency in private pages
     assert loaded.delete(ids[4])
-    loaded.put(-VECTORS[0], "new")  # copies the codes before writing
-    assert loaded._index.codes.flags.writeable
+    assert loaded.is_mapped and loaded._index.codes is codes
+    loaded.put(-VECTORS[0], "new")  # copies the arrays into memory before writing
+    assert not loaded.is_mapped and loaded._index.codes.flags.owndata
     assert digests(tmp_path) == before
+    assert not BinarySemanticCache.load(tmp_path, mmap=False).is_mapped
     again = BinarySemanticCache.load(tmp_path)
     assert state(again) == state(BinarySemanticCache.load(tmp_path, mmap=False))
     assert ids[4] in again
 
 
-def test_context_manager_releases_and_close_twice(tmp_path):
+def test_close_releases_the_mapping_and_later_calls_raise(tmp_path):
     cache = BinarySemanticCache(BinaryEncoder(DIM))
     cache.put(VECTORS[0], "x")
     cache.save(tmp_path)
     with BinarySemanticCache.load(tmp_path) as loaded:
         assert loaded.get(VECTORS[0]).response == "x"
-    assert len(loaded) == 0
-    loaded.close()
-    loaded.close()
+        mappings = list(loaded._mappings)
+    assert loaded.closed and len(mappings) == 2 and all(m.closed for m in mappings)
+    calls = [lambda: loaded.get(VECTORS[0]), lambda: loaded.get_batch(VECTORS[:2]),
+             lambda: loaded.put(VECTORS[1], "y"), lambda: loaded.search(VECTORS[0]),
+             lambda: len(loaded), loaded.stats, lambda: loaded.delete(1), loaded.clear,
+             lambda: 5 in loaded, lambda: loaded.is_mapped, lambda: loaded.save(tmp_path / "b"),
+             lambda: loaded.__enter__()]
+    for call in calls:
+        with pytest.raises(CacheClosedError, match="closed"):
+            call()
+    loaded.close()  # safe to repeat
+    assert repr(loaded) == "BinarySemanticCache(closed, max_entries=1000)"
+    with cache as same:  # an in-memory cache closes on leaving the block too
+        assert same is cache and len(cache) == 1
+    assert cache.closed
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("other", [dict(seed=7), dict(embedding_dim=DIM + 1),
@@ -469,3 +486,33 @@ def test_broken_links_are_refused_even_without_verify(saved):
     rewrite_manifest(saved)
     message = load_fails(saved, CorruptFileError, verify=False)
     assert "prev" in message
+
+
+def test_a_loaded_cache_runs_on_the_kernels_already_compiled(tmp_path):
+    """Mapped arrays have the in-memory types: no kernel compiles again after a load."""
+    from binary_semantic_cache import _kernels as K
+    from binary_semantic_cache._core.jit import DISABLE_JIT
+
+    if DISABLE_JIT:
+        pytest.skip("kernels are plain Python")
+
+    def use(cache):
+        cache.get(VECTORS[0])
+        cache.get_batch(VECTORS[:3])
+        cache.search(VECTORS[1], k=3)
+        cache.delete(cache.put(VECTORS[2], "x", ttl=5))
+        len(cache)
+
+    def compiled():  # the load-time check aside, which only a load runs
+        return {name: len(kernel.signatures) for name in dir(K)
+                if hasattr(kernel := getattr(K, name), "signatures") and name != "_check_slots"}
+
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=40)
+    cache.put_batch(VECTORS, list(range(len(VECTORS))))
+    cache.put(VECTORS[0], "timed", ttl=100)
+    use(cache)
+    cache.save(tmp_path)
+    before = compiled()
+    for mmap in (True, False):
+        use(BinarySemanticCache.load(tmp_path, mmap=mmap))
+    assert compiled() == before

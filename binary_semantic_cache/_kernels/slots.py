@@ -161,11 +161,13 @@ def _purge_expired(prev, nxt, gen, exp, heap, hpos, state, now, out):
 
 @numba.njit(**JIT)
 def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp, heap, hpos,
-            state, now, out_id):
+            state, now, out_slot, out_gen):
     """Store each row of ``new``; returns how many live entries were evicted.
 
-    Row ``i`` gets the entry id ``out_id[i]`` (``gen << 32 | slot``) and
-    expires at ``new_exp[i]``; an empty ``new_exp`` means no row expires.
+    Row ``i`` goes to slot ``out_slot[i]`` at generation ``out_gen[i]`` (its
+    entry id's parts: a later row of a large batch may take the same slot
+    again) and expires at ``new_exp[i]``; an empty ``new_exp`` means no row
+    expires.
 
     A slot comes from the free list, then from never-used capacity, and only
     then from the least recently used entry. The caller sizes the arrays first.
@@ -198,7 +200,8 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
             exp[s] = new_exp[i] if new_exp.shape[0] > 0 else np.inf
             if exp[s] < np.inf:
                 _heap_push(heap, hpos, exp, state, s)
-        out_id[i] = (np.uint64(gen[s]) << np.uint64(32)) | np.uint64(s)
+        out_slot[i] = s
+        out_gen[i] = gen[s]
     return evicted
 
 

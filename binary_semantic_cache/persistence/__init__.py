@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import _kernels as K
-from .._core.index import Index
+from .._core.index import Index, entry_id
 from .._core.responses import Responses
+from .._core.snapshot import Snapshot
 from ..encoder import BinaryEncoder
 from ..errors import (
     CacheError,
@@ -53,9 +54,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 def save(cache, path, *, allow_pickle=False):
     path = Path(path)
-    with cache._lock:
-        cache._purge(cache._now())
-        entries, responses = _serialise(cache, allow_pickle)
+    with cache._snapshot() as snapshot:
+        entries, responses = _serialise(snapshot, allow_pickle)
     try:
         with SaveDirectory(path) as directory:
             _commit(directory, entries, responses, allow_pickle)
@@ -101,24 +101,24 @@ def _commit(directory, entries, responses, allow_pickle):
         pass  # saved; what is left over stays in the journal for the next save
 
 
-def _serialise(cache, allow_pickle):
-    """The two files' contents as lists of byte strings; the lock is held."""
-    idx, enc = cache._index, cache._encoder
+def _serialise(snapshot, allow_pickle):
+    """The two files' contents as lists of byte strings, while the snapshot holds still."""
+    idx, enc = snapshot.index, snapshot.encoder
     slots = idx.high_water
     header = F.Header(
         code_bits=enc.code_bits, n_words=enc.n_words, embedding_dim=enc.embedding_dim,
         has_expiry=idx.has_expiry, seed=enc.seed, count=idx.size, slots=slots,
-        capacity=idx.capacity, max_entries=cache._max, threshold=cache._threshold, ttl=cache._ttl,
-        state=tuple(int(v) for v in idx.state),
-        counters=(cache._hits, cache._misses, cache._evictions, cache._expirations),
-        projection_sha256=bytes.fromhex(enc.fingerprint[3]), rescore=cache._rescore,
-        rescore_k=cache._rescore_k)
+        capacity=idx.capacity, max_entries=snapshot.max_entries, threshold=snapshot.threshold,
+        ttl=snapshot.ttl, state=tuple(int(v) for v in idx.state), counters=snapshot.counters,
+        projection_sha256=bytes.fromhex(enc.fingerprint[3]), rescore=snapshot.rescore,
+        rescore_k=snapshot.rescore_k)
     records, offsets, at = [F.RESPONSES_MAGIC], np.zeros(slots + 1, "<u8"), len(F.RESPONSES_MAGIC)
     live = idx.gen[:slots] % 2 == 1
     for s in range(slots):
         offsets[s] = at
         if live[s]:
-            record = cache._responses.record(s, allow_pickle=allow_pickle, entry_id=cache._id(s))
+            record = snapshot.responses.record(s, allow_pickle=allow_pickle,
+                                               entry_id=entry_id(idx.gen[s], s))
             records.append(record)
             at += len(record)
     offsets[slots] = at
@@ -247,7 +247,7 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
                 f"{path}: saved with allow_pickle=True; its responses include pickles, which "
                 "can run code when read. Load with allow_pickle=True only if you trust whoever "
                 "wrote the files")
-        header, encoder, index, offsets = _parse(data, entries, blob, encoder)
+        header, encoder, index, offsets = _parse(data, entries, blob, encoder, mmap)
     except CacheError:
         raise
     except OSError as exc:
@@ -257,16 +257,15 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
         # Every known problem is named above; this keeps the promise for any other.
         raise CorruptFileError(f"{path}: cannot load the saved cache ({type(exc).__name__}: "
                                f"{str(exc)[:200]})") from exc
+    snapshot = Snapshot(encoder, header.max_entries, header.threshold, header.ttl,
+                        header.rescore, header.rescore_k, header.counters, index,
+                        Responses(index.capacity, blob, offsets, allow_pickle))
     # Outside the net: a bad clock or parallel is the caller's error, not the file's.
-    cache = cls(encoder, header.max_entries, header.threshold, ttl=header.ttl, clock=clock,
-                parallel=parallel, rescore=header.rescore, rescore_k=header.rescore_k)
-    cache._index = index
-    cache._responses = Responses(index.capacity, blob, offsets, allow_pickle)
-    cache._hits, cache._misses, cache._evictions, cache._expirations = header.counters
-    return cache
+    return cls._from_snapshot(snapshot, clock=clock, parallel=parallel,
+                              mappings=[entries, blob] if mmap else [])
 
 
-def _parse(data, entries, blob, encoder):
+def _parse(data, entries, blob, encoder, mapped):
     """The header, encoder, index and response offsets of a save's bytes, all checked."""
     where = str(data / "entries.bin")
     header = F.unpack_header(bytes(memoryview(entries)[:F.HEADER_BYTES]), where)
@@ -282,9 +281,15 @@ def _parse(data, entries, blob, encoder):
             offsets.size and (offsets[0] != 8 or offsets[-1] != len(blob)
                               or np.any(offsets[1:] < offsets[:-1]))):
         raise CorruptFileError(f"{data / 'responses.bin'}: record offsets do not fit the file")
-    _check_slots(arrays, header, where)
-    arrays["codes"].flags.writeable = False  # scanned in place; a put copies first
-    return header, encoder, Index.from_arrays(arrays, header.state), offsets
+    index = Index.from_arrays(arrays, header.state, mapped=mapped)
+    # Kernels run without bounds checks: this one O(n) pass, made even with
+    # verify=False, is what keeps a damaged file from crashing the process or
+    # hanging it in a cycle. It can then give wrong answers at worst.
+    problem, slot = index.check()
+    if problem:
+        raise CorruptFileError(f"{where}: {_SLOT_PROBLEMS[problem]} is inconsistent at slot "
+                               f"{slot}; the file is damaged")
+    return header, encoder, index, offsets
 
 
 _SLOT_PROBLEMS = {
@@ -293,23 +298,6 @@ _SLOT_PROBLEMS = {
     K.BAD_HEAP: "the expiry heap (heap/hpos/exp)",
     K.BAD_NORM: "the norms of the stored int8 vectors",
 }
-
-
-def _check_slots(arrays, header, where):
-    """Every link the kernels follow is sound: one O(n) pass, even with verify=False.
-
-    Kernels run without bounds checks, so this is what keeps a damaged file
-    from crashing the process or hanging it in a cycle; it can then give
-    wrong answers at worst.
-    """
-    empty_f, empty_i = np.zeros(0, np.float64), np.zeros(0, np.int32)
-    problem, slot = K._check_slots(
-        arrays["prev"], arrays["nxt"], arrays["gen"], arrays.get("exp", empty_f),
-        arrays.get("heap", empty_i), arrays.get("hpos", empty_i),
-        arrays.get("vnorm", np.zeros(0, np.float32)), np.array(header.state, np.int64))
-    if problem:
-        raise CorruptFileError(f"{where}: {_SLOT_PROBLEMS[problem]} is inconsistent at slot "
-                               f"{slot}; the file is damaged")
 
 
 def _encoder_for(header, encoder, where):

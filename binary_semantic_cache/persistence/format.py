@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _kernels as K
+from .._core.index import EXPIRY_ARRAYS, RESCORE, SLOT_ARRAYS
 from ..errors import ByteOrderError, CorruptFileError, FormatVersionError, TruncatedFileError
 
 MAGIC = b"BSCACHE\x00"
@@ -25,12 +26,6 @@ _HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q4Q32sII")
 RESCORE_KINDS = (None, "int8", "float16", "float32")
 # Hits, misses, evictions and expirations: no cache reaches this, a damaged header may.
 _COUNTER_MAX = 2**62
-_VECTOR_DTYPES = {"int8": "<i1", "float16": "<u2", "float32": "<f4"}
-
-# (name, dtype, words per slot); codes are stored word-major: [n_words, slots].
-_META = [("prev", "<i4"), ("nxt", "<i4"), ("gen", "<u4"), ("tick", "<u4"), ("count", "<u4"),
-         ("created", "<f8"), ("seen", "<f4")]
-_EXPIRY = [("exp", "<f8"), ("heap", "<i4"), ("hpos", "<i4")]
 
 
 @dataclass
@@ -66,15 +61,16 @@ class Header:
         """``{name: (offset, dtype, shape)}`` of every array, and the file's total size."""
         arrays = {}
         offset = HEADER_BYTES
+        # Codes are stored word-major, [n_words, capacity], as in memory.
         fields = [("codes", "<u8", (self.n_words, self.capacity))]
-        fields += [(name, dtype, (self.capacity,)) for name, dtype in _META]
+        fields += [(name, dtype, (self.capacity,)) for name, dtype in SLOT_ARRAYS]
         if self.has_expiry:
-            fields += [(name, dtype, (self.capacity,)) for name, dtype in _EXPIRY]
+            fields += [(name, dtype, (self.capacity,)) for name, dtype, _ in EXPIRY_ARRAYS]
         if self.rescore:
-            fields.append(("vectors", _VECTOR_DTYPES[self.rescore],
-                           (self.capacity, self.embedding_dim)))
-        if self.rescore == "int8":
-            fields.append(("vnorm", "<f4", (self.capacity,)))
+            dtype, with_norm = RESCORE[self.rescore]
+            fields.append(("vectors", dtype, (self.capacity, self.embedding_dim)))
+            if with_norm:
+                fields.append(("vnorm", "<f4", (self.capacity,)))
         fields.append(("resp_off", "<u8", (self.slots + 1,)))
         for name, dtype, shape in fields:
             offset = -(-offset // ALIGN) * ALIGN

@@ -1,0 +1,22 @@
+"""A cache's whole state, as persistence reads it out and builds a cache back from it."""
+
+from dataclasses import dataclass
+
+from ..encoder import BinaryEncoder
+from .index import Index
+from .responses import Responses
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Settings, counters and arrays of one cache: what a save holds."""
+
+    encoder: BinaryEncoder
+    max_entries: int
+    threshold: float
+    ttl: float | None
+    rescore: str | None
+    rescore_k: int
+    counters: tuple  # hits, misses, evictions, expirations
+    index: Index
+    responses: Responses
