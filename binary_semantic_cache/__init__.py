@@ -21,7 +21,8 @@ from .errors import (
     TruncatedFileError,
     UnsafeResponseError,
 )
-from .quality import CalibrationResult, calibrate
+from . import datasets
+from .quality import CalibrationResult, EvaluationResult, calibrate, evaluate
 from .results import CacheEntry, CacheStats
 
 __version__ = "0.1.0"
@@ -44,10 +45,13 @@ __all__ = [
     "ChecksumError",
     "CorruptFileError",
     "EncoderMismatchError",
+    "EvaluationResult",
     "ForeignDirectoryError",
     "FormatVersionError",
     "MissingExtraError",
     "TruncatedFileError",
     "UnsafeResponseError",
     "calibrate",
+    "datasets",
+    "evaluate",
 ]

@@ -1,38 +1,52 @@
-"""Answer quality: replay labelled questions through caches, and calibrate thresholds.
+"""Answer quality on your own labelled data: ``evaluate`` configurations, ``calibrate`` a threshold.
 
-Two kinds of labelled data:
-
-* **clusters** (``.npz`` with ``embeddings``, ``labels`` and ``split`` =
-  "train"/"test"): train rows are cached with their label as the answer; each
-  test row is looked up, and a hit is correct when the answer's label is its own.
-* **pairs** (``.npz`` with ``embeddings_a``, ``embeddings_b``, ``same_answer``,
-  optionally ``category``): ``b`` is compared with its own ``a`` only; a hit on a
-  pair whose ``same_answer`` is false is a wrong answer.
+Both replay embeddings through real caches, so what they report is what a
+cache of that configuration would do. The bundled data (``datasets``) works
+the same way as yours.
 """
 
-import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from .cache import BinarySemanticCache
+from . import _quality
+from ._optional import pyplot
+from .datasets import LabelledQueries
 from .encoder import BinaryEncoder
+from .errors import MissingExtraError
 
-THRESHOLDS = np.round(np.arange(0.50, 1.0001, 0.01), 2)
+#: Configurations ``evaluate`` compares by default: ``(name, code_bits, rescore)``;
+#: ``code_bits`` None is exact float cosine, the reference.
+CONFIGS = tuple(_quality.CONFIGS)
 
-#: (name, code_bits, rescore); code_bits None is exact float cosine.
-CONFIGS = [("float cosine", None, None), ("256 bits", 256, None), ("512 bits", 512, None),
-           ("1024 bits", 1024, None), ("256 bits + int8", 256, "int8"),
-           ("256 bits + float16", 256, "float16"), ("256 bits + float32", 256, "float32")]
+
+class CurvePoint(NamedTuple):
+    """One threshold of a calibration curve."""
+
+    threshold: float
+    precision: float
+    recall: float
+
+
+class CurveRow(NamedTuple):
+    """One threshold of an evaluation curve; rates are shares of all queries."""
+
+    threshold: float
+    hit_rate: float
+    precision: float
+    correct_rate: float
+    wrong_rate: float
+    f1: float
 
 
 @dataclass(frozen=True)
 class CalibrationResult:
     """The least threshold meeting a precision target, and the curve behind it.
 
-    ``curve`` holds ``(threshold, precision, recall)`` for every threshold
-    tried. When no threshold reaches the target, ``threshold`` is the one with
-    the best precision, and ``precision`` shows the shortfall.
+    ``curve`` holds a :class:`CurvePoint` for every threshold tried. When no
+    threshold reaches the target, ``threshold`` is the one with the best
+    precision, and ``precision`` shows the shortfall.
     """
 
     threshold: float
@@ -41,128 +55,126 @@ class CalibrationResult:
     curve: list = field(repr=False)
 
 
-def _unit(x):
-    x = np.asarray(x, np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`evaluate` measured, per configuration.
 
-
-def nearest(stored, queries, *, code_bits, rescore, seed=42, rescore_k=10):
-    """Index and similarity of each query's nearest stored row under a configuration."""
-    stored, queries = _unit(stored), _unit(queries)
-    if code_bits is None:
-        sims = queries @ stored.T
-        best = sims.argmax(axis=1)
-        return best, sims[np.arange(len(queries)), best]
-    cache = BinarySemanticCache(BinaryEncoder(stored.shape[1], code_bits, seed),
-                                max_entries=max(len(stored), 1), rescore=rescore,
-                                rescore_k=rescore_k)
-    cache.put_batch(stored, list(range(len(stored))))
-    hits = cache.get_batch(queries, threshold=-1.0)  # every lookup returns its nearest
-    return (np.array([h.response for h in hits]), np.array([h.similarity for h in hits]))
-
-
-def pair_similarity(a, b, *, code_bits, rescore, seed=42):
-    """Similarity of each ``b[i]`` to its own ``a[i]`` as the configured cache sees it."""
-    a, b = _unit(a), _unit(b)
-    if code_bits is None:
-        return np.einsum("ij,ij->i", a, b)
-    sims = np.empty(len(a))
-    cache = BinarySemanticCache(BinaryEncoder(a.shape[1], code_bits, seed), max_entries=1,
-                                rescore=rescore, rescore_k=1)
-    for i in range(len(a)):
-        cache.put(a[i], i)  # evicts the previous pair's entry
-        sims[i] = cache.search(b[i], k=1)[0].similarity
-    return sims
-
-
-def curve(similarity, correct, n_queries=None):
-    """Hit rate, precision, wrong-hit rate, recall and F1 at every threshold."""
-    n = len(similarity) if n_queries is None else n_queries
-    rows = []
-    for t in THRESHOLDS:
-        hit = similarity >= t
-        hits, right = int(hit.sum()), int((hit & correct).sum())
-        precision = right / hits if hits else 1.0
-        recall = right / n
-        f1 = 2 * precision * recall / (precision + recall) if right else 0.0
-        rows.append({"threshold": float(t), "hit_rate": hits / n, "precision": precision,
-                     "correct_rate": recall, "wrong_rate": (hits - right) / n, "f1": f1})
-    return rows
-
-
-def threshold_for(rows, target):
-    """The least threshold whose precision reaches ``target``, or None."""
-    return next((r["threshold"] for r in rows if r["precision"] >= target and r["hit_rate"] > 0),
-                None)
-
-
-def wrong_at_correct(similarity, correct, n_correct):
-    """Wrong-hit rate at the highest threshold giving ``n_correct`` correct hits, or None.
-
-    Swept over the similarities themselves, not a grid, so configurations are
-    compared at the same correct-hit rate exactly.
+    ``table()`` gives one plain dict per configuration, ``to_frame()`` the
+    same as a pandas DataFrame, ``curve(name)`` the rows behind a
+    configuration, and ``plot()`` precision against hit rate, titled with
+    ``name`` (whose data it is).
     """
-    order = np.argsort(-similarity, kind="stable")
-    hits_right = np.cumsum(correct[order])
-    at = int(np.searchsorted(hits_right, n_correct))
-    if at >= len(order):
-        return None
-    hit = similarity >= similarity[order[at]]  # ties at the threshold hit together
-    return float((hit & ~correct).sum() / len(similarity))
+
+    name: str
+    configurations: dict = field(repr=False)
+
+    def table(self):
+        """One dict per configuration: memory, best F1, thresholds and wrong answers."""
+        rows = []
+        for config, r in self.configurations.items():
+            t = r["thresholds_for_precision"]
+            rows.append({
+                "configuration": config, "bytes_per_entry": r["bytes_per_entry"],
+                "best_f1": r["best_f1"], "threshold_p90": t[0.90], "threshold_p95": t[0.95],
+                "threshold_p99": t[0.99],
+                "wrong_at_float_p90": r.get("wrong_at_float_p90"),
+                "ratio_at_float_p90": r.get("ratio_at_float_p90"),
+                "wrong_at_float_p95": r.get("wrong_at_float_p95"),
+                "ratio_at_float_p95": r.get("ratio_at_float_p95"),
+                "inflation": r["inflation"]})
+        return rows
+
+    def curve(self, configuration):
+        """The :class:`CurveRow` of every threshold for one configuration."""
+        return [CurveRow(**row) for row in self.configurations[configuration]["curve"]]
+
+    def to_frame(self):
+        """``table()`` as a pandas DataFrame indexed by configuration (needs pandas)."""
+        try:
+            import pandas
+        except ImportError:
+            raise MissingExtraError("to_frame() needs pandas: pip install pandas (table() gives "
+                                    "the same rows as plain dicts)") from None
+        return pandas.DataFrame(self.table()).set_index("configuration")
+
+    def plot(self, ax=None):
+        """Precision against hit rate as the threshold moves; returns the Axes."""
+        if ax is None:
+            _, ax = pyplot().subplots(figsize=(7, 4.5))
+        for config in self.configurations:
+            rows = [row for row in self.curve(config) if row.hit_rate > 0]
+            ax.plot([row.hit_rate for row in rows], [row.precision for row in rows],
+                    label=config)
+        ax.set_xlabel("hit rate")
+        ax.set_ylabel("precision (correct hits / hits)")
+        ax.set_title(f"{self.name}: precision against hit rate as the threshold moves")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        return ax
+
+    def __repr__(self):
+        lines = [f"EvaluationResult({self.name!r}):",
+                 f"  {'configuration':<20}{'B/entry':>8}{'best F1':>9}{'t@P95':>7}"]
+        for row in self.table():
+            t95 = "-" if row["threshold_p95"] is None else f"{row['threshold_p95']:.2f}"
+            lines.append(f"  {row['configuration']:<20}{row['bytes_per_entry']:>8}"
+                         f"{row['best_f1']:>9.3f}{t95:>7}")
+        return "\n".join(lines)
 
 
-def evaluate_clusters(train, test, *, configs=CONFIGS, seed=42, latency_entries=0,
-                      rescore_k=10):
-    """Replay ``test`` (embeddings, labels) against caches of ``train``; a dict per config."""
-    results, raw = {}, {}
-    for name, bits, rescore in configs:
-        t0 = time.perf_counter()
-        best, sims = nearest(train.embeddings, test.embeddings, code_bits=bits, rescore=rescore,
-                             seed=seed, rescore_k=rescore_k)
-        elapsed = time.perf_counter() - t0
-        correct = train.labels[best] == test.labels
-        raw[name] = (sims, correct)
-        exact = np.einsum("ij,ij->i", _unit(train.embeddings)[best], _unit(test.embeddings))
-        rows = curve(sims, correct)
-        results[name] = {
-            "code_bits": bits, "rescore": rescore, "curve": rows,
-            "thresholds_for_precision": {p: threshold_for(rows, p) for p in (0.90, 0.95, 0.99)},
-            "best_f1": max(r["f1"] for r in rows),
-            "bytes_per_entry": _bytes_per_entry(train.embeddings.shape[1], bits, rescore),
-            "replay_seconds": elapsed,
-            # How far the reported similarity of the chosen entry sits above its
-            # true cosine: picking the best of many noisy estimates favours luck.
-            "inflation": float(np.mean(sims - exact)),
-        }
-    if latency_entries:
-        timed = {name: (bits, rescore) for name, bits, rescore in configs if bits is not None}
-        for name, us in _get_latency(train.embeddings, timed, latency_entries, seed).items():
-            results[name]["get_us"] = us
-    if "float cosine" in raw:
-        sims, correct = raw["float cosine"]
-        for p in (0.90, 0.95):
-            t = results["float cosine"]["thresholds_for_precision"][p]
-            hit = sims >= t
-            n_correct, ref_wrong = int((hit & correct).sum()), (hit & ~correct).mean()
-            for name, (s_, c_) in raw.items():
-                wrong = wrong_at_correct(s_, c_, n_correct)
-                results[name][f"wrong_at_float_p{round(p * 100)}"] = wrong
-                results[name][f"ratio_at_float_p{round(p * 100)}"] = (
-                    None if wrong is None or not ref_wrong else wrong / ref_wrong)
-    return results
+def evaluate(stored, stored_labels, queries, query_labels, *, name="your data",
+             configs=CONFIGS, seed=42, rescore_k=10):
+    """Replay labelled queries through caches of labelled entries, per configuration.
+
+    Each configuration's cache holds ``stored`` with its label as the cached
+    answer; every query is looked up, and a hit is correct when the answer's
+    label is the query's own. Float cosine (if among ``configs``) is the
+    reference the wrong-answer ratios compare against.
+
+    Parameters
+    ----------
+    stored, queries : array_like, shape (n, dim) and (m, dim)
+    stored_labels, query_labels : array_like, shape (n,) and (m,)
+    name : str
+        Whose data this is, for the table and the plot's title.
+    configs : sequence of (name, code_bits, rescore)
+        Default :data:`CONFIGS`; ``code_bits`` None is exact float cosine.
+    seed : int
+        Encoder seed.
+    rescore_k : int
+        Candidates rescored by configurations with ``rescore``.
+
+    Returns
+    -------
+    EvaluationResult
+
+    Examples
+    --------
+    >>> from binary_semantic_cache import datasets, evaluate
+    >>> train, test = datasets.banking77()
+    >>> result = evaluate(train.embeddings, train.labels, test.embeddings, test.labels,
+    ...                   name="Banking77", configs=[("float cosine", None, None),
+    ...                                              ("256 bits", 256, None)])
+    >>> [row["configuration"] for row in result.table()]
+    ['float cosine', '256 bits']
+    """
+    train = _labelled(stored, stored_labels, "stored")
+    test = _labelled(queries, query_labels, "queries")
+    if train.embeddings.shape[1] != test.embeddings.shape[1]:
+        raise ValueError(f"expected stored and queries of one dimension, got "
+                         f"{train.embeddings.shape[1]} and {test.embeddings.shape[1]}")
+    results = _quality.evaluate_clusters(train, test, configs=list(configs), seed=seed,
+                                         rescore_k=rescore_k)
+    return EvaluationResult(str(name), results)
 
 
-def evaluate_pairs(pairs, *, configs=CONFIGS, seed=42, thresholds=(0.80, 0.85, 0.90, 0.95)):
-    """Per category, the share of pairs that would hit at each threshold."""
-    categories = pairs["category"] if "category" in pairs else np.array(["all"] * len(
-        pairs["same_answer"]))
-    out = {}
-    for name, bits, rescore in configs:
-        sims = pair_similarity(pairs["embeddings_a"], pairs["embeddings_b"], code_bits=bits,
-                               rescore=rescore, seed=seed)
-        out[name] = {cat: {t: float((sims[categories == cat] >= t).mean()) for t in thresholds}
-                     for cat in sorted(set(categories.tolist()))}
-    return out
+def _labelled(embeddings, labels, what):
+    x = np.asarray(embeddings, np.float32)
+    y = np.asarray(labels)
+    if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
+        raise ValueError(f"expected {what} as a non-empty (n, dim) array with n labels, got "
+                         f"shapes {x.shape} and {y.shape}")
+    return LabelledQueries(np.array([""] * len(y)), y, x)
 
 
 def calibrate(embeddings_a, embeddings_b, same_answer, *, encoder, target_precision=0.95,
@@ -175,7 +187,7 @@ def calibrate(embeddings_a, embeddings_b, same_answer, *, encoder, target_precis
     configuration: a float-cosine threshold does not carry over to codes. A
     hit is correct when ``same_answer[i]``; recall counts correct hits over
     the pairs that should hit. In a full cache a query meets its nearest of
-    many entries, which pushes similarities up: ``bsc eval`` measures that.
+    many entries, which pushes similarities up: ``evaluate`` measures that.
 
     Parameters
     ----------
@@ -201,44 +213,14 @@ def calibrate(embeddings_a, embeddings_b, same_answer, *, encoder, target_precis
     if not same.any():
         raise ValueError("expected some pairs with same_answer true; without them no threshold "
                          "can be told apart from another")
-    sims = pair_similarity(a, b, code_bits=encoder.code_bits, rescore=rescore,
-                           seed=encoder.seed)
+    sims = _quality.pair_similarity(a, b, code_bits=encoder.code_bits, rescore=rescore,
+                                    seed=encoder.seed)
     points = []
     for t in np.unique(np.concatenate([sims, [1.0]])):
         hit = sims >= t
         right = int((hit & same).sum())
         precision = right / int(hit.sum()) if hit.any() else 1.0
-        points.append((float(t), float(precision), right / int(same.sum())))
-    meeting = [p for p in points if p[1] >= target_precision and p[2] > 0]
-    chosen = meeting[0] if meeting else max(points, key=lambda p: (p[1], p[2]))
+        points.append(CurvePoint(float(t), float(precision), right / int(same.sum())))
+    meeting = [p for p in points if p.precision >= target_precision and p.recall > 0]
+    chosen = meeting[0] if meeting else max(points, key=lambda p: (p.precision, p.recall))
     return CalibrationResult(*chosen, curve=points)
-
-
-def _bytes_per_entry(dim, bits, rescore):
-    if bits is None:
-        return 4 * dim
-    extra = {None: 0, "int8": dim + 4, "float16": 2 * dim, "float32": 4 * dim}[rescore]
-    return bits // 8 + 32 + extra
-
-
-def _get_latency(stored, configs, entries, seed):
-    """Median ``get`` microseconds per configuration, the caches queried in turn."""
-    rng = np.random.default_rng(seed)
-    base = _unit(stored)
-    rows = base[rng.integers(0, len(base), entries)] + 0.05 * rng.standard_normal(
-        (entries, base.shape[1])).astype(np.float32)
-    caches = {}
-    for name, (bits, rescore) in configs.items():
-        cache = BinarySemanticCache(BinaryEncoder(base.shape[1], bits, seed),
-                                    max_entries=entries, rescore=rescore)
-        cache.put_batch(rows, [None] * entries)
-        cache.get(rows[0])
-        caches[name] = cache
-    queries = rows[:200] + 0.02 * rng.standard_normal((200, base.shape[1])).astype(np.float32)
-    times = {name: [] for name in caches}
-    for q in queries:
-        for name, cache in caches.items():
-            t0 = time.perf_counter()
-            cache.get(q)
-            times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t) * 1e6) for name, t in times.items()}

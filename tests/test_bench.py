@@ -53,3 +53,11 @@ def test_stream_xor_matches_naive(n):
     assert int(bench._stream_xor(codes, n)) == want
     for chunks in (1, 2, 3):
         assert int(bench._stream_xor_parallel(codes, n, chunks)) == want
+
+
+def test_bit_count_without_numpy_2_matches_a_naive_count(monkeypatch):
+    x = random_codes(np.random.default_rng(5), 3, 7)
+    want = [[bin(int(v)).count("1") for v in row] for row in x]
+    assert bench.bit_count(x).tolist() == want
+    monkeypatch.delattr(np, "bitwise_count", raising=False)  # as on NumPy 1.x
+    assert bench.bit_count(x).tolist() == want

@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from binary_semantic_cache import BinaryEncoder, BinarySemanticCache, calibrate, datasets, quality
+from binary_semantic_cache import BinaryEncoder, BinarySemanticCache, calibrate, datasets
+from binary_semantic_cache import _quality as quality
+from binary_semantic_cache import evaluate, EvaluationResult, MissingExtraError
+
+from . import naive
 
 from . import naive
 from .conftest import check_invariants
@@ -97,10 +101,18 @@ def test_pairs_eval_measures_traps():
     for per_cat in result.values():
         assert set(per_cat) == {"paraphrase", "near_repeat", "negation", "entity_swap",
                                 "number_date", "scope"}
-        for rates in per_cat.values():
-            values = list(rates.values())
-            assert values == sorted(values, reverse=True)  # higher threshold, fewer hits
         assert per_cat["near_repeat"][0.8] > per_cat["entity_swap"][0.8]
+    # Against references computed here: cosines, and codes made by the naive encoder.
+    a, b = pairs["embeddings_a"].astype(np.float64), pairs["embeddings_b"].astype(np.float64)
+    cos = np.einsum("ij,ij->i", a, b) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    planes = BinaryEncoder(a.shape[1], 256, 42)._planes.astype(np.float64)
+    est = np.array([np.cos(np.pi * naive.hamming(naive.encode(x, planes), naive.encode(y, planes))
+                           / 256) for x, y in zip(a, b)])
+    for name, sims in (("float cosine", cos), ("256 bits", est)):
+        for cat, rates in result[name].items():
+            mine = pairs["category"] == cat
+            for t, share in rates.items():
+                assert share == pytest.approx(float((sims[mine] >= t - 1e-9).mean()), abs=0.02)
 
 
 def banking_pairs(banking, n=400, seed=3):
@@ -162,3 +174,43 @@ def test_bsc_eval_on_a_user_file(tmp_path, banking, capsys):
     out = capsys.readouterr().out
     assert "256 bits + int8" in out and "float cosine" in out
     assert (tmp_path / "r.json").exists()
+
+
+def test_evaluate_on_user_data_gives_a_table_curves_and_a_titled_plot(banking):
+    train, test = banking
+    result = evaluate(train.embeddings[:800], train.labels[:800], test.embeddings[:200],
+                      test.labels[:200], name="my support desk",
+                      configs=[("float cosine", None, None), ("256 bits", 256, None)])
+    assert isinstance(result, EvaluationResult) and "my support desk" in repr(result)
+    table = result.table()
+    assert [row["configuration"] for row in table] == ["float cosine", "256 bits"]
+    assert table[0]["bytes_per_entry"] == 4 * 384 and table[1]["bytes_per_entry"] == 64
+    assert table[0]["ratio_at_float_p90"] in (None, 1.0)
+    rows = result.curve("256 bits")
+    assert rows[0]._fields == ("threshold", "hit_rate", "precision", "correct_rate",
+                               "wrong_rate", "f1")
+    # The exact-cosine hit rate at a threshold, from the data directly.
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    best = (unit(test.embeddings[:200]) @ unit(train.embeddings[:800]).T).max(axis=1)
+    at = next(r for r in result.curve("float cosine") if r.threshold == 0.8)
+    assert at.hit_rate == pytest.approx(float((best >= 0.8 - 1e-6).mean()), abs=0.01)
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingExtraError, match="pip install pandas"):
+            result.to_frame()
+    else:
+        assert list(result.to_frame().index) == ["float cosine", "256 bits"]
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = result.plot()
+    assert ax.get_title().startswith("my support desk:") and len(ax.get_lines()) == 2
+
+
+def test_evaluate_names_bad_shapes():
+    with pytest.raises(ValueError, match=r"stored as a non-empty \(n, dim\) array with n labels"):
+        evaluate(np.ones((3, 4)), [1, 2], np.ones((2, 4)), [1, 2])
+    with pytest.raises(ValueError, match="one dimension, got 4 and 5"):
+        evaluate(np.ones((3, 4)), [1, 2, 3], np.ones((2, 5)), [1, 2])

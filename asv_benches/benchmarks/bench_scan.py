@@ -3,6 +3,7 @@
 import numpy as np
 
 from binary_semantic_cache import _kernels as K
+from binary_semantic_cache.tools.bench import bit_count
 
 
 class Scan:
@@ -32,7 +33,7 @@ class Scan:
         K._scan_top1_parallel(self.codes, n, self.q, self.gen, self.tick, 2)
 
     def time_numpy(self, n):
-        np.bitwise_count(self.rows ^ self.q).sum(axis=1).argmin()
+        bit_count(self.rows ^ self.q).sum(axis=1).argmin()
 
     def time_batch64(self, n):
         K._scan_batch(self.codes, n, self.queries, self.gen, self.tick, self.slots, self.dists)

@@ -1,22 +1,12 @@
 """What every backend shares: input and answer checks, deadlines, rate limits, retries."""
 
-import importlib
 import math
 import threading
 
 import numpy as np
 
-from ..errors import BackendConnectionError, BackendError, MissingExtraError
-
-
-def require(module, extra):
-    """Import an optional dependency, or say exactly what to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingExtraError(
-            f"this backend needs the '{module}' package, which is not installed; run "
-            f"pip install 'binary-semantic-cache[{extra}]'") from None
+from .._optional import require  # noqa: F401  (the backends import it from here)
+from ..errors import BackendConnectionError, BackendError
 
 
 class BackendBase:

@@ -14,12 +14,21 @@ from numba import prange
 
 from .. import _kernels as K
 from .._core.jit import JIT, JIT_PARALLEL
+from .._optional import pyplot
 from ..cache import BinarySemanticCache
 from ..encoder import BinaryEncoder
-from .plotting import pyplot
-from .progress import Progress
+from .progress import progress
 
 N_WORDS = 4  # 256-bit codes
+_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def bit_count(x):
+    """Set bits of each uint64 element: ``np.bitwise_count`` (NumPy 2), else a byte table."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return _BYTE_BITS[np.ascontiguousarray(x).view(np.uint8)].reshape(x.shape + (8,)).sum(
+        axis=-1, dtype=np.uint8)
 
 
 # The read roof: kernels that only read the codes, as fast as no scan can beat.
@@ -87,7 +96,7 @@ def _single_methods(data, faiss, threads):
         methods["numba parallel"] = lambda q: K._scan_top1_parallel(codes, n, q, gen, tick,
                                                                     threads)[1]
     rows = data.rows
-    methods["numpy"] = lambda q: int(np.bitwise_count(rows ^ q).sum(axis=1, dtype=np.int64).min())
+    methods["numpy"] = lambda q: int(bit_count(rows ^ q).sum(axis=1, dtype=np.int64).min())
     if faiss is not None:
         index = faiss.IndexBinaryFlat(64 * N_WORDS)
         index.add(rows.view(np.uint8))
@@ -168,7 +177,7 @@ def scans(sizes=(10_000, 100_000, 1_000_000), n_queries=64, seed=0):
         _check(single, data.queries[:8], single["numba serial"], f"{n:,} codes")
         _check(batch, [None], batch["numba batch"], f"{n:,} codes, batched")
         rounds = max(1, min(20, 2_000_000 // (n * 4)))
-        with Progress(f"scan {n:,}", rounds * n_queries + rounds * 8) as bar:
+        with progress(f"scan {n:,}", rounds * n_queries + rounds * 8) as bar:
             t1 = _time_in_turn(single, data.queries, rounds, bar)
             tb = _time_in_turn(batch, [None] * 8, rounds, bar)
         out["sizes"][n] = {"single": _summary(t1), "batch_per_query": _summary(tb, n_queries)}
@@ -199,7 +208,7 @@ def end_to_end(n=100_000, dim=384, seed=0):
     for i in range(3):
         for m in methods.values():
             m(i)
-    with Progress("get end to end", 3 * len(queries)) as bar:
+    with progress("get end to end", 3 * len(queries)) as bar:
         times = _time_in_turn(methods, range(len(queries)), 3, bar)
     summary = _summary(times)
     ratio = summary["cache.get"]["median_us"] / (
@@ -256,7 +265,7 @@ def report(results, out=print):
 
 
 def plot(results, path):
-    plt = pyplot()
+    plt = pyplot(files_only=True)
     sizes = sorted(results["scans"]["sizes"])
     names = list(results["scans"]["sizes"][sizes[0]]["single"])
     fig, ax = plt.subplots(figsize=(7, 4.5))

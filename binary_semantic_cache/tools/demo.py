@@ -14,7 +14,7 @@ import numpy as np
 from .. import datasets
 from ..cache import BinarySemanticCache
 from ..encoder import BinaryEncoder
-from .progress import Progress
+from .progress import progress
 
 
 def answer(intent):
@@ -32,7 +32,7 @@ def run(*, threshold=0.80, code_bits=256, seed=42, out=print):
     warmup = time.perf_counter() - t0
 
     put_times = []
-    with Progress("caching answers", len(train)) as bar:
+    with progress("caching answers", len(train)) as bar:
         for vec, intent in zip(train.embeddings, train.labels):
             t = time.perf_counter()
             cache.put(vec, answer(intent))
@@ -41,7 +41,7 @@ def run(*, threshold=0.80, code_bits=256, seed=42, out=print):
 
     get_times, nearest, examples = [], [], {"correct": [], "wrong": [], "miss": []}
     hits = correct = 0
-    with Progress("replaying questions", len(test)) as bar:
+    with progress("replaying questions", len(test)) as bar:
         for text, vec, intent in zip(test.texts, test.embeddings, test.labels):
             nearest.append(cache.search(vec, k=1)[0])
             t = time.perf_counter()

@@ -2,9 +2,9 @@
 
 import json
 
-from .. import datasets, quality
-from .plotting import pyplot
-from .progress import Progress
+from .. import _quality, datasets
+from .._optional import pyplot
+from .progress import progress
 
 
 def run(args, out=print):
@@ -15,14 +15,14 @@ def run(args, out=print):
     else:
         kind, data, label = "clusters", datasets.banking77(), "Banking77 subset (bundled)"
     if kind == "clusters":
-        with Progress("replaying", 1) as bar:
-            results["clusters"] = quality.evaluate_clusters(
+        with progress("replaying", 1) as bar:
+            results["clusters"] = _quality.evaluate_clusters(
                 *data, latency_entries=args.latency_entries)
             bar.update()
         report_clusters(results["clusters"], label, out)
     if kind == "pairs" or not args.data:
         pairs = data if kind == "pairs" else datasets.fow_cache_pairs()
-        results["pairs"] = quality.evaluate_pairs(pairs)
+        results["pairs"] = _quality.evaluate_pairs(pairs)
         report_pairs(results["pairs"], args.data or "fow_cache pairs (bundled)", out)
     if args.json:
         with open(args.json, "w") as f:
@@ -79,7 +79,7 @@ def report_pairs(results, label, out=print):
 
 
 def plot(results, path):
-    plt = pyplot()
+    plt = pyplot(files_only=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, r in results.items():
         rows = [row for row in r["curve"] if row["hit_rate"] > 0]
