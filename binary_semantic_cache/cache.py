@@ -98,6 +98,7 @@ class BinarySemanticCache:
         self._rescore_k = _validate.positive_int(rescore_k, "rescore_k", high=10_000)
         # cos(pi * d / bits) for every possible distance d.
         self._similarity = np.cos(np.pi * np.arange(encoder.code_bits + 1) / encoder.code_bits)
+        self._similarity_list = self._similarity.tolist()  # a list indexes faster, per hit
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = self._expirations = 0
         self._closed = False
@@ -173,9 +174,13 @@ class BinarySemanticCache:
             ``access_count`` are refreshed. None on a miss.
         """
         threshold = self._threshold_or_default(threshold)
-        codes, units = self._prepare(embedding, ndim=1)
-        return self._lookup(codes[None, :], None if units is None else units[None, :],
-                            threshold)[0]
+        code, unit = self._prepare(embedding, ndim=1)
+        if unit is not None:
+            return self._lookup(code[None, :], unit[None, :], threshold)[0]
+        # The common case, kept lean: one scan, no candidate arrays.
+        now = self._purged_now()
+        return self._optimistic(lambda: self._nearest(code),
+                                lambda found: self._record_one(*found, threshold, now))
 
     def get_batch(self, embeddings, *, threshold=None):
         """``get`` for each row of ``embeddings``, in one scan of the cache.
@@ -212,23 +217,59 @@ class BinarySemanticCache:
             return [self._entry(slots[i], cosines[i]) for i in order]
 
     def _lookup(self, codes, units, threshold):
-        now = self._now()
-        if self._expiry_due(now):
-            with self._lock:
-                self._purge(now)
+        now = self._purged_now()
         k = self._rescore_k if self._rescore else 1
         slots = np.empty((codes.shape[0], k), np.int64)
         dists = np.empty_like(slots)
+        return self._optimistic(lambda: self._candidates(codes, slots, dists),
+                                lambda _: self._record(slots, dists, units, threshold, now))
+
+    def _purged_now(self):
+        """The clock's time, with entries expired by then released."""
+        now = self._now()
+        if self._index.expiry_due(now):
+            with self._lock:
+                self._purge(now)
+        return now
+
+    def _optimistic(self, scan, record):
+        """``scan()`` without the lock, then ``record(found)`` under it.
+
+        A write that could have changed what the scan saw (a slot reused, the
+        arrays regrown) bumps ``_version``; the scan then runs again, and in
+        the end under the lock.
+        """
         for _ in range(_OPTIMISTIC_TRIES):
             version = self._version
-            self._candidates(codes, slots, dists)
+            found = scan()
             with self._lock:
                 if self._version == version:
-                    return self._record(slots, dists, units, threshold, now)
+                    return record(found)
         with self._lock:
             self._check_open()
-            self._candidates(codes, slots, dists)
-            return self._record(slots, dists, units, threshold, now)
+            return record(scan())
+
+    def _nearest(self, code):
+        idx = self._index
+        return idx.nearest(code, threads_for(idx.high_water, self._parallel))
+
+    def _record_one(self, slot, dist, threshold, now):
+        """``_record`` for one code, without rescoring; the lock is held."""
+        if slot < 0:
+            self._misses += 1
+            return None
+        idx = self._index
+        similarity = self._similarity_list[dist]
+        if similarity < threshold or (idx.has_expiry and idx.exp[slot] <= now):
+            self._misses += 1
+            return None
+        return self._hit(slot, similarity, self._responses[slot], now)
+
+    def _hit(self, slot, similarity, response, now):
+        """Count a hit on ``slot`` whose response is already read; the lock is held."""
+        self._index.touch(slot, now)
+        self._hits += 1
+        return self._entry(slot, similarity, response)
 
     def _candidates(self, codes, slots, dists):
         """The best ``slots.shape[1]`` slots for each code (-1 where there are fewer)."""
@@ -261,11 +302,8 @@ class BinarySemanticCache:
             if hit is None:
                 self._misses += 1
                 out.append(None)
-                continue
-            s, similarity, response = hit
-            idx.touch(s, now)
-            self._hits += 1
-            out.append(self._entry(s, similarity, response))
+            else:
+                out.append(self._hit(*hit, now))
         return out
 
     def _best(self, slots, dists, unit):
@@ -278,11 +316,13 @@ class BinarySemanticCache:
 
     def _entry(self, slot, similarity, response=None):
         idx = self._index
+        slot = int(slot)
+        created = idx.created.item(slot)
         return CacheEntry(
-            id=self._id(slot), response=self._responses[slot] if response is None else response,
-            similarity=float(similarity), created_at=float(idx.created[slot]),
-            last_accessed=float(idx.created[slot] + idx.seen[slot]),
-            access_count=int(idx.count[slot]))
+            id=entry_id(idx.gen.item(slot), slot),
+            response=self._responses[slot] if response is None else response,
+            similarity=float(similarity), created_at=created,
+            last_accessed=created + idx.seen.item(slot), access_count=idx.count.item(slot))
 
     # ------------------------------------------------------------ writes
 

@@ -1,58 +1,26 @@
-"""The ``bsc`` command."""
+"""The ``bsc`` command. Every argument is checked before any work starts."""
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import CacheError
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="bsc", description="binary_semantic_cache tools")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="replay real customer questions through a cache (offline)")
-    demo.add_argument("--threshold", type=float, default=0.80,
-                      help="least estimated cosine for a hit (default 0.80)")
-    demo.add_argument("--bits", type=int, default=256, help="bits per code (default 256)")
-    demo.add_argument("--seed", type=int, default=42, help="encoder seed (default 42)")
-
-    bench = sub.add_parser("bench", help="time our scans beside NumPy, faiss and the read roof")
-    bench.add_argument("--sizes", default="10000,100000,1000000",
-                       help="comma-separated numbers of codes (default 10000,100000,1000000)")
-    bench.add_argument("--quick", action="store_true", help="10k and 100k codes only")
-    bench.add_argument("--no-end-to-end", action="store_true",
-                       help="skip cache.get and put throughput at 100k entries")
-    bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    bench.add_argument("--plot", metavar="PATH", help="write a PNG of latency against size")
-
-    evaluate = sub.add_parser("eval", help="answer quality of codes, rescoring and thresholds")
-    evaluate.add_argument("--data", metavar="PATH",
-                          help="your labelled .npz (clusters or pairs; see docs/quality.md)")
-    evaluate.add_argument("--latency-entries", type=int, default=0, metavar="N",
-                          help="also time get at N entries for each configuration")
-    evaluate.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    evaluate.add_argument("--plot", metavar="PATH", help="write precision against hit rate (PNG)")
-
-    inspect = sub.add_parser("inspect", help="describe a saved cache and verify its checksums")
-    inspect.add_argument("path")
-    inspect.add_argument("--no-verify", action="store_true", help="skip the SHA-256 checks")
-    inspect.add_argument("--json", action="store_true", help="print JSON")
-
-    migrate = sub.add_parser("migrate", help="import a binary-semantic-cache 1.0.1 save")
-    migrate.add_argument("source", help="the 1.0.1 directory (header.json, entries.bin, ...)")
-    migrate.add_argument("target", help="directory for the new save")
-    migrate.add_argument("--dim", type=int, required=True, help="embedding dimension of the codes")
-    migrate.add_argument("--seed", type=int, default=42, help="encoder seed (default 42)")
-    migrate.add_argument("--trust-pickle", action="store_true",
-                         help="read responses.pkl although pickles can run code")
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
-
     try:
+        _check_outputs(args)
         if args.command == "demo":
-            from .tools import demo as demo_module
+            from .tools import demo
 
-            demo_module.run(threshold=args.threshold, code_bits=args.bits, seed=args.seed)
+            demo.run(threshold=args.threshold, code_bits=args.bits, seed=args.seed)
         elif args.command == "bench":
             _bench(args)
         elif args.command == "eval":
@@ -68,19 +36,135 @@ def main(argv=None):
     return 0
 
 
+def _parser():
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="bsc", description="binary_semantic_cache tools")
+    parser.add_argument("--version", action="version", version=f"bsc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="replay real customer questions through a cache (offline)")
+    demo.add_argument("--threshold", type=_threshold, default=0.80,
+                      help="least estimated cosine for a hit, in [-1, 1] (default 0.80)")
+    demo.add_argument("--bits", type=_bits, default=256,
+                      help="bits per code: a multiple of 64 from 64 to 4096 (default 256)")
+    demo.add_argument("--seed", type=_count(0), default=42, help="encoder seed (default 42)")
+
+    bench = sub.add_parser("bench", help="time our scans beside NumPy, faiss and the read roof")
+    bench.add_argument("--sizes", type=_sizes, default=(10_000, 100_000, 1_000_000),
+                       help="comma-separated numbers of codes (default 10000,100000,1000000)")
+    bench.add_argument("--quick", action="store_true", help="10k and 100k codes only")
+    bench.add_argument("--runs", type=_count(1), default=3,
+                       help="independent runs, for the spread of every figure (default 3)")
+    bench.add_argument("--no-end-to-end", action="store_true",
+                       help="skip cache.get and put throughput at 100k entries")
+    bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    bench.add_argument("--plot", metavar="PATH", help="write a PNG of latency against size")
+
+    evaluate = sub.add_parser("eval", help="answer quality of codes, rescoring and thresholds")
+    evaluate.add_argument("--data", metavar="PATH",
+                          help="your labelled .npz (clusters or pairs; see docs/quality.md)")
+    evaluate.add_argument("--latency-entries", type=_count(0), default=0, metavar="N",
+                          help="also time get at N entries for each configuration")
+    evaluate.add_argument("--rescore-k", type=_count(1), default=10, metavar="K",
+                          help="candidates rescored by the rescoring configurations (default 10)")
+    evaluate.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    evaluate.add_argument("--plot", metavar="PATH", help="write precision against hit rate (PNG)")
+
+    inspect = sub.add_parser("inspect", help="describe a saved cache and verify its checksums")
+    inspect.add_argument("path")
+    inspect.add_argument("--no-verify", action="store_true", help="skip the SHA-256 checks")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+
+    migrate = sub.add_parser("migrate", help="import a binary-semantic-cache 1.0.1 save")
+    migrate.add_argument("source", help="the 1.0.1 directory (header.json, entries.bin, ...)")
+    migrate.add_argument("target", help="directory for the new save")
+    migrate.add_argument("--dim", type=_count(1), required=True,
+                         help="embedding dimension of the codes")
+    migrate.add_argument("--seed", type=_count(0), default=42, help="encoder seed (default 42)")
+    migrate.add_argument("--trust-pickle", action="store_true",
+                         help="read responses.pkl although pickles can run code")
+    return parser
+
+
+# ---------------------------------------------------------------- argument types
+
+
+def _threshold(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [-1, 1], got {text!r}") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [-1, 1] (an estimated cosine), "
+                                         f"got {value}; try 0.8")
+    return value
+
+
+def _count(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def _bits(text):
+    value = _count(64)(text)
+    if value % 64 or value > 4096:
+        raise argparse.ArgumentTypeError(f"expected a multiple of 64 from 64 to 4096, got {value}")
+    return value
+
+
+def _sizes(text):
+    parts = [part.strip().replace("_", "") for part in text.split(",")]
+    try:
+        sizes = tuple(int(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as "
+                                         f"10000,100000, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected sizes of at least 1 code, got {text!r}")
+    return sizes
+
+
+def _check_outputs(args):
+    """Fail before the work, not after it: output paths and the plotting library."""
+    for flag in ("json", "plot"):
+        path = getattr(args, flag, None)
+        if not isinstance(path, str):
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise ValueError(f"--{flag} {path}: cannot write there (expected a file path in an "
+                             "existing, writable directory)")
+    if getattr(args, "plot", None):
+        from ._optional import pyplot
+
+        pyplot(files_only=True)
+
+
+# ---------------------------------------------------------------- commands
+
+
 def _bench(args):
     from .tools import bench
 
-    sizes = (10_000, 100_000) if args.quick else tuple(int(s) for s in args.sizes.split(","))
-    results = {"scans": bench.scans(sizes)}
-    if not args.no_end_to_end:
-        results["end_to_end"] = bench.end_to_end()
+    sizes = (10_000, 100_000) if args.quick else args.sizes
+    results = bench.run(sizes, runs=args.runs, end_to_end=not args.no_end_to_end)
     bench.report(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     if args.plot:
         bench.plot(results, args.plot)
+    bench.check(results)
 
 
 def _inspect(args):
@@ -91,21 +175,31 @@ def _inspect(args):
         print(json.dumps(info, indent=2))
         return
     enc = info["encoder"]
+    rescore = info["rescore"] or "none"
+    if info["rescore"]:
+        rescore += f" (k={info['rescore_k']})"
     print(f"{info['path']}")
     print(f"  format version   {info['format_version']}")
     print(f"  encoder          embedding_dim={enc['embedding_dim']} code_bits={enc['code_bits']} "
           f"seed={enc['seed']} projection sha256 {enc['projection_sha256'][:16]}...")
     print(f"  entries          {info['entries']:,} of capacity {info['capacity']:,}")
     print(f"  threshold, ttl   {info['threshold']}, {info['ttl']}")
+    print(f"  rescore          {rescore}")
     print(f"  bytes on disk    {info['bytes_on_disk']:,}")
     print(f"  pickled          {'yes' if info['pickle'] else 'no'}")
     print(f"  checksums        {info['checksums']}")
 
 
 def _migrate(args):
+    from pathlib import Path
+
     from .encoder import BinaryEncoder
     from .migrate import import_v3
+    from .persistence.savedir import MANIFEST
 
+    if (Path(args.source) / MANIFEST).exists():
+        raise ValueError(f"{args.source} is already a save in this release's format (it has a "
+                         f"{MANIFEST}); load it with BinarySemanticCache.load, no migration needed")
     cache = import_v3(args.source, encoder=BinaryEncoder(args.dim, 256, args.seed),
                       trust_pickle=args.trust_pickle)
     cache.save(args.target)

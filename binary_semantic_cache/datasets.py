@@ -58,7 +58,16 @@ def load_labelled(path):
     "train"/"test". Pairs: ``embeddings_a``, ``embeddings_b`` (n, dim),
     ``same_answer`` (n,), optionally ``category`` (n,).
     """
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not a .npz file of arrays ({type(exc).__name__}); save yours "
+                         "with numpy.savez(path, embeddings=..., labels=..., split=...), see "
+                         "docs/quality.md") from None
+    if not hasattr(archive, "files"):
+        raise ValueError(f"{path}: a single .npy array; expected a .npz file of named arrays "
+                         "(numpy.savez), see docs/quality.md")
+    with archive as data:
         keys = set(data.files)
         if {"embeddings", "labels", "split"} <= keys:
             split = data["split"]

@@ -59,6 +59,10 @@ class BinaryEncoder:
         # Drawn in float64 so the stream is the documented one; kept in float32
         # because the projection is a BLAS matmul and sign bits need no more.
         self._planes = rng.standard_normal((self._dim, self._bits)).astype(np.float32)
+        # The same planes with each group of 8 reversed: projected onto these, the
+        # signs come out in the order NumPy's default (big-endian) packbits
+        # wants, the cheapest packing it has, and land in the documented bits.
+        self._packing_planes = np.ascontiguousarray(self._planes[:, _byte_reversed(self._bits)])
 
     @property
     def embedding_dim(self):
@@ -105,7 +109,7 @@ class BinaryEncoder:
     def _encode_checked(self, rows):
         """Encode float32 rows that already passed the validation gate."""
         # A 1-D product runs as BLAS gemv, measurably cheaper for one embedding.
-        return pack_signs((rows @ self._planes) > 0)
+        return _pack_bytes_reversed((rows @ self._packing_planes) > 0)
 
     def __eq__(self, other):
         if not isinstance(other, BinaryEncoder):
@@ -122,7 +126,17 @@ class BinaryEncoder:
 
 def pack_signs(signs):
     """Boolean rows of ``64 * n_words`` to ``uint64`` words: bit i in word i // 64 at i % 64."""
-    # Bit i lands in byte i // 8 at i % 8 (little bit order), and bytes 8w..8w+7
-    # read as one little-endian word w: exactly the documented bit order.
-    words = np.packbits(signs, axis=-1, bitorder="little").view(_WORD)
+    return _pack_bytes_reversed(np.take(signs, _byte_reversed(signs.shape[-1]), axis=-1))
+
+
+def _pack_bytes_reversed(signs):
+    """``pack_signs`` of signs whose groups of 8 come reversed (see ``_packing_planes``)."""
+    # Big-endian packbits puts sign 8k + 7 - b at bit b of byte k, and bytes
+    # 8w..8w+7 read as one little-endian word w.
+    words = np.packbits(signs, axis=-1).view(_WORD)
     return words if _WORD is np.uint64 else words.astype(np.uint64)
+
+
+def _byte_reversed(bits):
+    """The permutation that reverses each group of 8 of ``range(bits)`` (its own inverse)."""
+    return np.arange(bits).reshape(-1, 8)[:, ::-1].ravel()

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -11,36 +12,87 @@ from binary_semantic_cache.tools import bench
 from .conftest import random_codes
 
 
-def test_scan_benchmark_checks_agreement_and_reports(capsys):
-    results = {"scans": bench.scans(sizes=(1_500, 5_000), n_queries=8)}
-    sizes = results["scans"]["sizes"]
-    assert sorted(sizes) == [1_500, 5_000]
-    for res in sizes.values():
-        assert {"numba serial", "numpy", "read roof"} <= set(res["single"])
-        assert "numba batch" in res["batch_per_query"]
+def test_scan_benchmark_runs_like_with_like_and_reports_spreads(capsys):
+    results = bench.run((1_500, 5_000), runs=2, end_to_end=False)
+    sizes = results["scans"]
+    assert sorted(sizes, key=int) == ["1500", "5000"]
+    for n, res in sizes.items():
+        assert res["bytes"] == int(n) * 32 and res["memory_roof"] is False
+        assert {"numba serial", "numpy", "read roof serial"} <= set(res["single"])
         for row in res["single"].values():
-            assert 0 < row["median_us"] <= row["p99_us"]
+            assert len(row["median_us"]) == 2  # one figure per run
+            assert all(c >= bench.MIN_CALLS for c in row["calls"])
+            # p99 only where enough calls were made to mean it.
+            assert (row["p99_us"][0] is None) == (row["calls"][0] < bench.P99_CALLS)
+    bench.check(results)
     bench.report(results)
     out = capsys.readouterr().out
-    assert "numba serial" in out and "faster" in out
+    assert "numba serial" in out and "the serial read roof (cache-resident) speed" in out
+    assert "2 runs (median, range over runs)" in out
+
+
+def test_a_scan_faster_than_its_own_roof_fails_the_run():
+    row = lambda us: {"fastest_us": [us], "median_us": [us]}  # noqa: E731
+    results = {"scans": {"100": {"single": {"numba serial": row(5.0),
+                                            "read roof serial": row(4.0),
+                                            "numba parallel": row(3.0),
+                                            "read roof parallel": row(3.5)}}}}
+    with pytest.raises(bench.BenchmarkError, match="numba parallel took 3.0 us, less than"):
+        bench.check(results)
 
 
 def test_disagreeing_method_is_caught():
     methods = {"good": lambda q: q, "bad": lambda q: q + 1}
-    with pytest.raises(AssertionError, match="bad disagrees"):
+    with pytest.raises(bench.BenchmarkError, match="bad disagrees"):
         bench._check(methods, [1, 2], methods["good"], "test")
+
+
+def test_spread_and_speed_figures():
+    assert bench.spread([3.0, 1.0, 2.0]) == "2.0 (1.0-3.0)"
+    assert bench.spread([7.25]) == "7.2" and bench.spread([None]) == "-"
+    assert bench.gbps(32_000_000, [1000.0]) == [32.0]
+
+
+@pytest.mark.parametrize("args, text", [
+    (["bench", "--sizes", "-5"], "--sizes: expected sizes of at least 1 code"),
+    (["bench", "--sizes", "0"], "--sizes: expected sizes of at least 1 code"),
+    (["bench", "--sizes", "abc"], "--sizes: expected comma-separated whole numbers"),
+    (["bench", "--runs", "0"], "--runs: expected a whole number >= 1"),
+    (["eval", "--latency-entries", "-5"], "--latency-entries: expected a whole number >= 0"),
+    (["demo", "--threshold", "1.5"], "--threshold: expected a number in \\[-1, 1\\]"),
+    (["demo", "--bits", "100"], "--bits: expected a multiple of 64"),
+])
+def test_bad_arguments_are_named_before_any_work(args, text, capsys):
+    from binary_semantic_cache import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(text, err), err
+    assert "numpy" not in err and "Traceback" not in err
 
 
 def test_bsc_bench_writes_json_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     done = subprocess.run(
         [sys.executable, "-m", "binary_semantic_cache.cli", "bench", "--sizes", "2000",
-         "--no-end-to-end", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")],
+         "--runs", "1", "--no-end-to-end", "--json", str(tmp_path / "r.json"),
+         "--plot", str(tmp_path / "r.png")],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "r.json").read_text())
-    assert "2000" in data["scans"]["sizes"]
+    assert "2000" in data["scans"] and data["machine"]["numba_threads"] >= 1
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unwritable_outputs_fail_before_the_run(tmp_path):
+    for flag in ("--json", "--plot"):
+        done = subprocess.run(
+            [sys.executable, "-m", "binary_semantic_cache.cli", "bench", "--sizes", "1000000",
+             flag, str(tmp_path / "missing" / "out")], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 2 and f"{flag} " in done.stderr and "cannot write" in done.stderr
+        assert not (tmp_path / "missing").exists()
 
 
 @pytest.mark.parametrize("n", [0, 1, BLOCK + 5])

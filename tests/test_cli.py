@@ -40,4 +40,4 @@ def test_bsc_rejects_bad_options(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["demo", "--threshold", "3"])
     assert exc.value.code == 2
-    assert "threshold in [-1, 1]" in capsys.readouterr().err
+    assert "--threshold: expected a number in [-1, 1]" in capsys.readouterr().err

@@ -138,16 +138,18 @@ class Index:
 
     # ------------------------------------------------------------ scans
 
+    def nearest(self, code, threads):
+        """``(slot, distance)`` of the nearest live slot to ``code``; slot -1 when none."""
+        n = self.state.item(K.HW)  # a Python int: cheaper for Numba to dispatch on
+        if threads > 1:
+            return K._scan_top1_parallel(self.codes, n, code, self.gen, self.tick, threads)
+        return K._scan_top1(self.codes, n, code, self.gen, self.tick)
+
     def top1(self, queries, threads, slots, dists):
         """Nearest live slot of each code in ``queries`` into ``slots``/``dists`` (-1: none)."""
         n = self.high_water
         if queries.shape[0] == 1:
-            if threads > 1:
-                found = K._scan_top1_parallel(self.codes, n, queries[0], self.gen, self.tick,
-                                              threads)
-            else:
-                found = K._scan_top1(self.codes, n, queries[0], self.gen, self.tick)
-            slots[0], dists[0] = found
+            slots[0], dists[0] = self.nearest(queries[0], threads)
         elif threads > 1:
             K._scan_batch_parallel(self.codes, n, queries, self.gen, self.tick, slots, dists,
                                    min(threads, queries.shape[0]))
@@ -188,6 +190,8 @@ class Index:
         evicted = K._insert(self.codes, codes, expires, self.prev, self.nxt, self.gen, self.tick,
                             self.count, self.created, self.seen, self.exp, self.heap, self.hpos,
                             self.state, now, slots, gens)
+        if len(slots) == 1:  # a single put: plain ints beat array arithmetic
+            return slots, [entry_id(gens.item(0), slots.item(0))], evicted
         return slots, entry_ids(gens, slots), evicted
 
     def touch(self, slot, now):

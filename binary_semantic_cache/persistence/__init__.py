@@ -334,7 +334,8 @@ def inspect(path, *, verify=True):
         "encoder": {"embedding_dim": header.embedding_dim, "code_bits": header.code_bits,
                     "seed": header.seed, "projection_sha256": header.projection_sha256.hex()},
         "entries": header.count, "slots": header.slots, "capacity": header.max_entries,
-        "threshold": header.threshold, "ttl": header.ttl, "pickle": manifest.pickle,
+        "threshold": header.threshold, "ttl": header.ttl, "rescore": header.rescore,
+        "rescore_k": header.rescore_k, "pickle": manifest.pickle,
         "bytes_on_disk": sum(manifest.sizes.values()) + (path / MANIFEST).stat().st_size,
         "files": files, "checksums": "verified" if verify else "not checked",
     }

@@ -1,11 +1,18 @@
-"""``bsc bench``: our scans beside NumPy, faiss and the machine's read speed.
+"""``bsc bench``: our scans beside NumPy, faiss and the machine's read speed, like with like.
 
-Every method answers the same queries over the same codes, one call at a time
-with the methods taken in turn, so a noisy neighbour slows all of them alike;
-figures are medians and 99th percentiles of those single calls. Before timing,
-each method's best distances are checked against the serial kernel's.
+Serial methods are compared with serial ones (our serial scan, NumPy, faiss on
+one thread, the serial read roof), parallel with parallel (our parallel scan,
+the parallel read roof; faiss on as many threads in a phase of its own, since
+two OpenMP runtimes in one process stall each other). Within a phase the
+methods answer the same queries one call at a time, in a fresh random order for
+every query, so a noisy neighbour slows all of them alike. The whole
+measurement is repeated ``runs`` times; every figure is reported as the median
+of the runs with their range. Before timing, each method's best distances are
+checked against the serial kernel's.
 """
 
+import os
+import platform
 import time
 
 import numba
@@ -20,7 +27,14 @@ from ..encoder import BinaryEncoder
 from .progress import progress
 
 N_WORDS = 4  # 256-bit codes
+N_QUERIES = 64
+# Calls per method and phase: p90 needs about 100, p99 about 1,000 to mean anything.
+MIN_CALLS, P99_CALLS = 256, 1024
 _BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+class BenchmarkError(ValueError):
+    """A measurement that cannot be right, such as a scan faster than its own read roof."""
 
 
 def bit_count(x):
@@ -31,7 +45,9 @@ def bit_count(x):
         axis=-1, dtype=np.uint8)
 
 
-# The read roof: kernels that only read the codes, as fast as no scan can beat.
+# ---------------------------------------------------------------- the read roof
+
+# Kernels that only read the codes, once: no scan can read its input faster.
 
 
 @numba.njit(**JIT)
@@ -65,81 +81,157 @@ def _stream_xor_parallel(codes, n, n_chunks):
     return acc
 
 
+# ---------------------------------------------------------------- the machine
+
+
+def machine():
+    """What the figures depend on: CPU, threads, last-level cache, library versions."""
+    faiss = _faiss()
+    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+            "llc_bytes": last_level_cache(), "python": platform.python_version(),
+            "numpy": np.__version__, "numba": numba.__version__,
+            "faiss": None if faiss is None else faiss.__version__}
+
+
+def last_level_cache():
+    """Bytes of the largest CPU cache (Linux sysfs), or None where that cannot be read."""
+    sizes = []
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    for entry in os.listdir(base) if os.path.isdir(base) else []:
+        try:
+            with open(os.path.join(base, entry, "size")) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        sizes.append(int(text.rstrip("KMG")) * scale)
+    return max(sizes) if sizes else None
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _faiss():
     try:
         import faiss
     except ImportError:
         return None
-    # One thread: faiss's OpenMP and Numba's in one process stall each other.
-    faiss.omp_set_num_threads(1)
     return faiss
 
 
+# ---------------------------------------------------------------- methods
+
+
 class _Data:
-    def __init__(self, n, n_queries, rng):
+    def __init__(self, n, rng):
         self.n = n
         self.codes = rng.integers(0, 2**64, size=(N_WORDS, n), dtype=np.uint64, endpoint=False)
         self.rows = np.ascontiguousarray(self.codes.T)
         self.gen = np.ones(n, np.uint32)
         self.tick = np.arange(1, n + 1, dtype=np.uint32)
-        queries = rng.integers(0, 2**64, size=(n_queries, N_WORDS), dtype=np.uint64,
+        queries = rng.integers(0, 2**64, size=(N_QUERIES, N_WORDS), dtype=np.uint64,
                                endpoint=False)
-        near = rng.integers(0, n, size=n_queries // 2)
+        near = rng.integers(0, n, size=N_QUERIES // 2)
         queries[: len(near)] = self.rows[near] ^ np.uint64(0b1011)  # near duplicates
         self.queries = queries
 
 
-def _single_methods(data, faiss, threads):
-    codes, n, gen, tick = data.codes, data.n, data.gen, data.tick
-    methods = {"numba serial": lambda q: K._scan_top1(codes, n, q, gen, tick)[1]}
-    if threads > 1:
-        methods["numba parallel"] = lambda q: K._scan_top1_parallel(codes, n, q, gen, tick,
-                                                                    threads)[1]
-    rows = data.rows
-    methods["numpy"] = lambda q: int(bit_count(rows ^ q).sum(axis=1, dtype=np.int64).min())
-    if faiss is not None:
-        index = faiss.IndexBinaryFlat(64 * N_WORDS)
-        index.add(rows.view(np.uint8))
-        methods["faiss flat"] = lambda q: int(index.search(q.view(np.uint8)[None, :], 1)[0][0, 0])
-    methods["read roof"] = lambda q: _stream_xor(codes, n)
-    if threads > 1:
-        methods["read roof parallel"] = lambda q: _stream_xor_parallel(codes, n, threads)
-    return methods
+def _faiss_index(data, faiss):
+    index = faiss.IndexBinaryFlat(64 * N_WORDS)
+    index.add(data.rows.view(np.uint8))
+    return index
 
 
-def _batch_methods(data, faiss, threads):
+def _phases(data, faiss, threads):
+    """``{phase: {method: call(query) -> best distance}}``: like with like in each phase."""
+    codes, n, gen, tick, rows = data.codes, data.n, data.gen, data.tick, data.rows
+    serial = {
+        "numba serial": lambda q: K._scan_top1(codes, n, q, gen, tick)[1],
+        "numpy": lambda q: int(bit_count(rows ^ q).sum(axis=1, dtype=np.int64).min()),
+        "read roof serial": lambda q: _stream_xor(codes, n),
+    }
+    phases = {"serial": serial}
+    index = None if faiss is None else _faiss_index(data, faiss)
+    if index is not None:
+        serial["faiss 1 thread"] = _on_threads(faiss, 1, lambda q: int(
+            index.search(q.view(np.uint8)[None, :], 1)[0][0, 0]))
+    if threads > 1:
+        phases["parallel"] = {
+            "numba parallel": lambda q: K._scan_top1_parallel(codes, n, q, gen, tick,
+                                                              threads)[1],
+            "read roof parallel": lambda q: _stream_xor_parallel(codes, n, threads),
+        }
+        if index is not None:
+            phases["faiss parallel"] = {f"faiss {threads} threads": _on_threads(
+                faiss, threads, lambda q: int(index.search(q.view(np.uint8)[None, :], 1)[0][0, 0]))}
+    return phases
+
+
+def _batch_phases(data, faiss, threads):
+    """Per-query cost of one batch of ``N_QUERIES``: ``{phase: {method: call(_)}}``."""
     codes, n, gen, tick, queries = data.codes, data.n, data.gen, data.tick, data.queries
     slots = np.empty(len(queries), np.int64)
     dists = np.empty(len(queries), np.int64)
 
-    def serial(_):
-        K._scan_batch(codes, n, queries, gen, tick, slots, dists)
-        return dists.copy()
+    def ours(parallel):
+        def call(_):
+            if parallel:
+                K._scan_batch_parallel(codes, n, queries, gen, tick, slots, dists, threads)
+            else:
+                K._scan_batch(codes, n, queries, gen, tick, slots, dists)
+            return dists.copy()
+        return call
 
-    def parallel(_):
-        K._scan_batch_parallel(codes, n, queries, gen, tick, slots, dists, threads)
-        return dists.copy()
-
-    methods = {"numba batch": serial}
+    phases = {"serial": {"numba batch serial": ours(False)}}
+    index = None if faiss is None else _faiss_index(data, faiss)
+    search = None if index is None else (
+        lambda _: index.search(queries.view(np.uint8), 1)[0][:, 0])
+    if index is not None:
+        phases["serial"]["faiss batch 1 thread"] = _on_threads(faiss, 1, search)
     if threads > 1:
-        methods["numba batch parallel"] = parallel
-    if faiss is not None:
-        index = faiss.IndexBinaryFlat(64 * N_WORDS)
-        index.add(data.rows.view(np.uint8))
-        methods["faiss flat batch"] = lambda _: index.search(queries.view(np.uint8), 1)[0][:, 0]
-    return methods
+        phases["parallel"] = {"numba batch parallel": ours(True)}
+        if index is not None:
+            phases["faiss parallel"] = {f"faiss batch {threads} threads": _on_threads(
+                faiss, threads, search)}
+    return phases
 
 
-def _time_in_turn(methods, inputs, rounds, bar):
-    """Per-call seconds of each method over ``inputs``, methods taken in turn."""
+def _on_threads(faiss, threads, call):
+    def run(x):
+        faiss.omp_set_num_threads(threads)
+        return call(x)
+    return run
+
+
+def _check(methods, inputs, reference, what):
+    """Every method but the roofs answers like ``reference``, or BenchmarkError."""
+    want = [reference(x) for x in inputs]
+    for name, method in methods.items():
+        if "roof" in name:
+            continue
+        got = [method(x) for x in inputs]
+        if not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(got, want)):
+            raise BenchmarkError(f"{name} disagrees with numba serial on {what}")
+
+
+def _time_in_random_order(methods, inputs, rounds, rng, bar):
+    """Per-call seconds of each method; a fresh random order of the methods for every input."""
     times = {name: [] for name in methods}
     names = list(methods)
     for method in methods.values():  # load or compile each kernel off the clock
         method(inputs[0])
-    for r in range(rounds):
-        for i, x in enumerate(inputs):
-            for k in range(len(names)):
-                name = names[(i + k + r) % len(names)]
+    for _ in range(rounds):
+        for x in inputs:
+            for k in rng.permutation(len(names)):
+                name = names[k]
                 t0 = time.perf_counter()
                 methods[name](x)
                 times[name].append(time.perf_counter() - t0)
@@ -147,137 +239,220 @@ def _time_in_turn(methods, inputs, rounds, bar):
     return times
 
 
-def _check(methods, inputs, reference, what):
-    want = [reference(x) for x in inputs]
-    for name, method in methods.items():
-        if "roof" in name:
-            continue
-        got = [method(x) for x in inputs]
-        if not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(got, want)):
-            raise AssertionError(f"{name} disagrees with numba serial on {what}")
+def _figures(seconds, scale=1):
+    calls = len(seconds)
+    us = np.asarray(seconds) * 1e6 / scale
+    return {"median_us": float(np.median(us)), "p90_us": float(np.percentile(us, 90)),
+            "p99_us": float(np.percentile(us, 99)) if calls >= P99_CALLS else None,
+            "fastest_us": float(us.min()), "calls": calls}
 
 
-def _summary(times, scale=1.0):
-    return {name: {"median_us": float(np.median(t)) * 1e6 / scale,
-                   "p99_us": float(np.percentile(t, 99)) * 1e6 / scale, "calls": len(t)}
-            for name, t in times.items()}
+# ---------------------------------------------------------------- runs
 
 
-def scans(sizes=(10_000, 100_000, 1_000_000), n_queries=64, seed=0):
-    """Single-query and 64-query batch scans at each size; a dict of results."""
+def scans(sizes, *, runs=3, seed=0):
+    """Single-query and batched scans at each size, ``runs`` times; a JSON-ready dict."""
     faiss = _faiss()
     threads = numba.get_num_threads()
     rng = np.random.default_rng(seed)
-    out = {"threads": threads, "faiss": None if faiss is None else faiss.__version__,
-           "sizes": {}}
+    llc = last_level_cache()
+    out = {}
     for n in sizes:
-        data = _Data(n, n_queries, rng)
-        single = _single_methods(data, faiss, threads)
-        batch = _batch_methods(data, faiss, threads)
-        _check(single, data.queries[:8], single["numba serial"], f"{n:,} codes")
-        _check(batch, [None], batch["numba batch"], f"{n:,} codes, batched")
-        rounds = max(1, min(20, 2_000_000 // (n * 4)))
-        with progress(f"scan {n:,}", rounds * n_queries + rounds * 8) as bar:
-            t1 = _time_in_turn(single, data.queries, rounds, bar)
-            tb = _time_in_turn(batch, [None] * 8, rounds, bar)
-        out["sizes"][n] = {"single": _summary(t1), "batch_per_query": _summary(tb, n_queries)}
+        data = _Data(n, rng)
+        single, batch = _phases(data, faiss, threads), _batch_phases(data, faiss, threads)
+        reference = single["serial"]["numba serial"]
+        for methods in single.values():
+            _check(methods, data.queries[:8], reference, f"{n:,} codes")
+        for methods in batch.values():
+            _check(methods, [None], batch["serial"]["numba batch serial"], f"{n:,} codes, batched")
+        rounds = -(-MIN_CALLS // N_QUERIES) if n >= 1_000_000 else -(-P99_CALLS // N_QUERIES)
+        batch_rounds = max(8, rounds)
+        size = {"bytes": n * N_WORDS * 8, "memory_roof": llc is not None and n * N_WORDS * 8 >= 4 * llc,
+                "single": {}, "batch_per_query": {}}
+        work = runs * (rounds * N_QUERIES * len(single) + batch_rounds * len(batch))
+        with progress(f"scan {n:,}", work) as bar:
+            for _ in range(runs):
+                for methods in single.values():
+                    for name, t in _time_in_random_order(methods, data.queries, rounds, rng,
+                                                         bar).items():
+                        _add(size["single"], name, _figures(t))
+                for methods in batch.values():
+                    for name, t in _time_in_random_order(methods, [None], batch_rounds, rng,
+                                                         bar).items():
+                        _add(size["batch_per_query"], name, _figures(t, N_QUERIES))
+        out[str(n)] = size
     return out
 
 
-def end_to_end(n=100_000, dim=384, seed=0):
-    """``cache.get`` against encode-alone plus scan-alone, and put throughput."""
+def _add(table, name, figures):
+    """Append one run's figures: each field becomes a list over runs."""
+    row = table.setdefault(name, {key: [] for key in figures})
+    for key, value in figures.items():
+        row[key].append(value)
+
+
+def measure_end_to_end(*, runs=3, n=100_000, dim=384, seed=0):
+    """``cache.get`` against encode-alone plus scan-alone, and put throughput, ``runs`` times."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)).astype(np.float32)
     encoder = BinaryEncoder(dim)
     warm = BinarySemanticCache(encoder, max_entries=8)
     warm.put_batch(x[:16], [None] * 16)  # load every kernel before the clock runs
     warm.put(x[0], None)
-    cache = BinarySemanticCache(encoder, max_entries=n)
-    t0 = time.perf_counter()
-    cache.put_batch(x, [None] * n)
-    fill = n / (time.perf_counter() - t0)
+    warm.get(x[0])
     queries = x[rng.integers(0, n, 200)] + 0.05 * rng.standard_normal((200, dim)).astype(
         np.float32)
-    slots, dists = np.empty(1, np.int64), np.empty(1, np.int64)
     codes = encoder.encode(queries)
-    methods = {
-        "cache.get": lambda i: cache.get(queries[i]),
-        "encode": lambda i: encoder.encode(queries[i]),
-        "scan": lambda i: cache._scan(codes[i][None, :], slots, dists),
-    }
-    for i in range(3):
-        for m in methods.values():
-            m(i)
-    with progress("get end to end", 3 * len(queries)) as bar:
-        times = _time_in_turn(methods, range(len(queries)), 3, bar)
-    summary = _summary(times)
-    ratio = summary["cache.get"]["median_us"] / (
-        summary["encode"]["median_us"] + summary["scan"]["median_us"])
-    rates = {"put_batch_filling": fill}
     more = rng.standard_normal((20_000, dim)).astype(np.float32)
-    t0 = time.perf_counter()
-    for v in more[:5_000]:
-        cache.put(v, None)  # the cache is full: every put evicts
-    rates["put_full_one_at_a_time"] = 5_000 / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    cache.put_batch(more, [None] * len(more))
-    rates["put_batch_full"] = len(more) / (time.perf_counter() - t0)
-    empty = BinarySemanticCache(encoder, max_entries=n)
-    t0 = time.perf_counter()
-    for v in more[:5_000]:
-        empty.put(v, None)
-    rates["put_filling_one_at_a_time"] = 5_000 / (time.perf_counter() - t0)
-    return {"n": n, "dim": dim, "latency": summary, "get_over_parts": ratio,
-            "puts_per_second": rates}
+    out = {"n": n, "dim": dim, "latency": {}, "puts_per_second": {}}
+    slots, dists = np.empty(1, np.int64), np.empty(1, np.int64)
+    with progress("end to end", runs) as bar:
+        for _ in range(runs):
+            cache = BinarySemanticCache(encoder, max_entries=n)
+            t0 = time.perf_counter()
+            cache.put_batch(x, [None] * n)
+            rates = {"put_batch filling": n / (time.perf_counter() - t0)}
+            methods = {
+                "cache.get": lambda i: cache.get(queries[i]),
+                "encode": lambda i: encoder.encode(queries[i]),
+                "scan": lambda i: cache._index.top1(codes[i][None, :], 1, slots, dists),
+            }
+            for name, t in _time_in_random_order(methods, range(len(queries)), 3, rng,
+                                                 _NoBar()).items():
+                _add(out["latency"], name, _figures(t))
+            t0 = time.perf_counter()
+            for v in more[:5_000]:
+                cache.put(v, None)  # the cache is full: every put evicts
+            rates["put one at a time, full"] = 5_000 / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            cache.put_batch(more, [None] * len(more))
+            rates["put_batch full"] = len(more) / (time.perf_counter() - t0)
+            empty = BinarySemanticCache(encoder, max_entries=n)
+            t0 = time.perf_counter()
+            for v in more[:5_000]:
+                empty.put(v, None)
+            rates["put one at a time, filling"] = 5_000 / (time.perf_counter() - t0)
+            for name, rate in rates.items():
+                out["puts_per_second"].setdefault(name, []).append(rate)
+            bar.update()
+    return out
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+
+def run(sizes, *, runs=3, end_to_end=True, seed=0):
+    """Everything ``bsc bench`` measures, as one JSON-ready dict."""
+    results = {"machine": machine(), "runs": runs, "scans": scans(sizes, runs=runs, seed=seed)}
+    if end_to_end:
+        results["end_to_end"] = measure_end_to_end(runs=runs, seed=seed)
+    return results
+
+
+def check(results):
+    """Raise BenchmarkError if a scan read its codes faster than its own read roof could.
+
+    Serial against the serial roof, parallel against the parallel one, fastest
+    call against fastest call of each run: a scan does everything the roof
+    does and more, so beating it means the measurement is broken.
+    """
+    for n, size in results["scans"].items():
+        single = size["single"]
+        for scan, roof in (("numba serial", "read roof serial"),
+                           ("numba parallel", "read roof parallel")):
+            if scan not in single or roof not in single:
+                continue
+            for run, (s, r) in enumerate(zip(single[scan]["fastest_us"],
+                                             single[roof]["fastest_us"])):
+                if s < r:
+                    raise BenchmarkError(
+                        f"{n} codes, run {run + 1}: {scan} took {s:.1f} us, less than its "
+                        f"read roof's {r:.1f} us; the roof or the timing is wrong")
+
+
+# ---------------------------------------------------------------- report
+
+
+def spread(values, spec=".1f"):
+    """``median (min-max)`` of a figure over runs; one value alone when there is one run."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    mid = format(float(np.median(values)), spec)
+    if len(values) == 1:
+        return mid
+    return f"{mid} ({format(min(values), spec)}-{format(max(values), spec)})"
+
+
+def gbps(size_bytes, us_values):
+    """Read speed in GB/s for each run's time."""
+    return [size_bytes / (us * 1e-6) / 1e9 for us in us_values]
+
+
+def notes(size, name):
+    """What a row is compared with: its roof, its faiss twin (like with like)."""
+    single = size["single"]
+    med = lambda m: float(np.median(single[m]["median_us"]))  # noqa: E731
+    fast = lambda m: float(np.median(single[m]["fastest_us"]))  # noqa: E731
+    roof_kind = "DRAM read roof" if size["memory_roof"] else "read roof (cache-resident)"
+    out = []
+    if name == "numba serial" and "read roof serial" in single:
+        out.append(f"{fast('read roof serial') / fast(name):.2f}x the serial {roof_kind} speed")
+    if name == "numba parallel" and "read roof parallel" in single:
+        out.append(f"{fast('read roof parallel') / fast(name):.2f}x the parallel {roof_kind} "
+                   "speed")
+    if name == "faiss 1 thread":
+        out.append(f"numba serial is {med(name) / med('numba serial'):.2f}x faster")
+    if name.startswith("faiss") and name.endswith("threads") and "numba parallel" in single:
+        out.append(f"numba parallel is {med(name) / med('numba parallel'):.2f}x faster")
+    if name == "numpy":
+        out.append(f"numba serial is {med(name) / med('numba serial'):.1f}x faster")
+    return "; ".join(out)
 
 
 def report(results, out=print):
-    scans_ = results["scans"]
-    out(f"\nscan latency, 256-bit codes, {scans_['threads']} Numba threads, "
-        f"faiss {scans_['faiss'] or 'not installed'} (1 thread)")
-    out(f"{'codes':>10}  {'method':<22} {'median us':>10} {'p99 us':>10}  notes")
-    for n, res in scans_["sizes"].items():
-        single, batch = res["single"], res["batch_per_query"]
-        ours = single["numba serial"]["median_us"]
-        best = min(v["median_us"] for k, v in single.items() if k.startswith("numba"))
-        for name, v in {**single, **{k + " /q": b for k, b in batch.items()}}.items():
-            notes = []
-            if "faiss flat" == name:
-                notes.append(f"ours {v['median_us'] / best:.2f}x faster")
-            if name == "numpy":
-                notes.append(f"ours {v['median_us'] / ours:.1f}x faster")
-            if name.startswith("read roof"):
-                notes.append(f"best scan reads at {v['median_us'] / best:.2f}x this speed")
-            if name == "faiss flat batch /q" and "numba batch parallel" in batch:
-                fastest = min(batch["numba batch"]["median_us"],
-                              batch["numba batch parallel"]["median_us"])
-                notes.append(f"ours {v['median_us'] / fastest:.2f}x faster per query")
-            out(f"{n:>10,}  {name:<22} {v['median_us']:>10.1f} {v['p99_us']:>10.1f}  "
-                + "; ".join(notes))
+    m = results["machine"]
+    out(f"\nscans of 256-bit codes, {results['runs']} runs (median, range over runs); "
+        f"{m['cpu']}, {m['numba_threads']} Numba threads, last-level cache "
+        f"{(m['llc_bytes'] or 0) / 2**20:.0f} MiB, faiss {m['faiss'] or 'not installed'}")
+    out(f"{'codes':>10}  {'method':<24} {'median us':>22} {'p90 us':>10} {'p99 us':>10} "
+        f"{'GB/s':>7}  notes")
+    for n, size in results["scans"].items():
+        rows = list(size["single"].items()) + [(k + " /query", v) for k, v in
+                                                size["batch_per_query"].items()]
+        for name, v in rows:
+            speed = "" if name.endswith("/query") else format(
+                float(np.median(gbps(size["bytes"], v["median_us"]))), ".1f")
+            out(f"{int(n):>10,}  {name:<24} {spread(v['median_us']):>22} "
+                f"{spread(v['p90_us']):>10} {spread(v['p99_us']):>10} {speed:>7}  "
+                + notes(size, name))
     if "end_to_end" in results:
         e = results["end_to_end"]
         lat = e["latency"]
-        out(f"\ncache.get at {e['n']:,} entries, {e['dim']}-d: get {lat['cache.get']['median_us']:.1f} us"
-            f" = {e['get_over_parts']:.2f}x (encode {lat['encode']['median_us']:.1f} us + scan "
-            f"{lat['scan']['median_us']:.1f} us)")
-        for name, rate in e["puts_per_second"].items():
-            out(f"  {name:<28} {rate:>12,.0f} puts/s")
+        out(f"\nat {e['n']:,} entries, {e['dim']}-d: cache.get {spread(lat['cache.get']['median_us'])}"
+            f" us; encode {spread(lat['encode']['median_us'])} us; scan "
+            f"{spread(lat['scan']['median_us'])} us")
+        for name, rates in e["puts_per_second"].items():
+            out(f"  {name:<28} {spread(rates, ',.0f'):>28} puts/s")
 
 
 def plot(results, path):
     plt = pyplot(files_only=True)
-    sizes = sorted(results["scans"]["sizes"])
-    names = list(results["scans"]["sizes"][sizes[0]]["single"])
+    sizes = sorted(results["scans"], key=int)
+    names = list(results["scans"][sizes[0]]["single"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in names:
-        ax.plot(sizes, [results["scans"]["sizes"][n]["single"][name]["median_us"]
-                        for n in sizes], marker="o", label=name)
+        ax.plot([int(n) for n in sizes],
+                [float(np.median(results["scans"][n]["single"][name]["median_us"]))
+                 for n in sizes], marker="o", label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("codes scanned (256-bit)")
     ax.set_ylabel("median latency per query (us)")
-    ax.set_title("Top-1 Hamming scan, one query at a time")
+    ax.set_title(f"Top-1 Hamming scan, one query at a time ({results['machine']['cpu']})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

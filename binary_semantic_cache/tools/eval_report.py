@@ -14,23 +14,25 @@ def run(args, out=print):
         label = args.data
     else:
         kind, data, label = "clusters", datasets.banking77(), "Banking77 subset (bundled)"
+    if args.plot and kind != "clusters":
+        raise ValueError(f"--plot draws the replay of a clusters file; {args.data} holds pairs, "
+                         "which have no hit-rate curve to plot")
     if kind == "clusters":
         with progress("replaying", 1) as bar:
             results["clusters"] = _quality.evaluate_clusters(
-                *data, latency_entries=args.latency_entries)
+                *data, latency_entries=args.latency_entries, rescore_k=args.rescore_k)
             bar.update()
         report_clusters(results["clusters"], label, out)
     if kind == "pairs" or not args.data:
         pairs = data if kind == "pairs" else datasets.fow_cache_pairs()
         results["pairs"] = _quality.evaluate_pairs(pairs)
         report_pairs(results["pairs"], args.data or "fow_cache pairs (bundled)", out)
+    results["rescore_k"] = args.rescore_k
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, default=str)
     if args.plot:
-        if "clusters" not in results:
-            raise ValueError("--plot draws the clusters replay; pairs files have no curve to plot")
-        plot(results["clusters"], args.plot)
+        plot(results["clusters"], args.plot, label)
     return results
 
 
@@ -78,7 +80,7 @@ def report_pairs(results, label, out=print):
             out(f"{name:<22}{t:>10.2f}" + "".join(f"{per_cat[c][t]:>13.1%}" for c in cats))
 
 
-def plot(results, path):
+def plot(results, path, label):
     plt = pyplot(files_only=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, r in results.items():
@@ -86,7 +88,7 @@ def plot(results, path):
         ax.plot([row["hit_rate"] for row in rows], [row["precision"] for row in rows], label=name)
     ax.set_xlabel("hit rate")
     ax.set_ylabel("precision (correct hits / hits)")
-    ax.set_title("Banking77: precision against hit rate as the threshold moves")
+    ax.set_title(f"{label}: precision against hit rate as the threshold moves")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
