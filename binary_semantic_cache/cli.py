@@ -20,7 +20,10 @@ def main(argv=None):
         if args.command == "demo":
             from .tools import demo
 
-            demo.run(threshold=args.threshold, code_bits=args.bits, seed=args.seed)
+            result = demo.run(threshold=args.threshold, code_bits=args.bits, seed=args.seed)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(demo.as_json(result), f, indent=2)
         elif args.command == "bench":
             _bench(args)
         elif args.command == "eval":
@@ -49,6 +52,7 @@ def _parser():
     demo.add_argument("--bits", type=_bits, default=256,
                       help="bits per code: a multiple of 64 from 64 to 4096 (default 256)")
     demo.add_argument("--seed", type=_count(0), default=42, help="encoder seed (default 42)")
+    demo.add_argument("--json", metavar="PATH", help="write the results as JSON")
 
     bench = sub.add_parser("bench", help="time our scans beside NumPy, faiss and the read roof")
     bench.add_argument("--sizes", type=_sizes, default=(10_000, 100_000, 1_000_000),
@@ -58,6 +62,8 @@ def _parser():
                        help="independent runs, for the spread of every figure (default 3)")
     bench.add_argument("--no-end-to-end", action="store_true",
                        help="skip cache.get and put throughput at 100k entries")
+    bench.add_argument("--persistence", action="store_true",
+                       help="also time save and load of 1M entries")
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG of latency against size")
 
@@ -157,7 +163,8 @@ def _bench(args):
     from .tools import bench
 
     sizes = (10_000, 100_000) if args.quick else args.sizes
-    results = bench.run(sizes, runs=args.runs, end_to_end=not args.no_end_to_end)
+    results = bench.run(sizes, runs=args.runs, end_to_end=not args.no_end_to_end,
+                        persistence=args.persistence)
     bench.report(results)
     if args.json:
         with open(args.json, "w") as f:

@@ -263,3 +263,30 @@ def test_search_skips_expired(clock, vectors):
     cache.put(vectors[1], "here")
     clock.advance(2)
     assert [e.response for e in cache.search(vectors[0], k=5)] == ["here"]
+
+
+def test_deleting_from_the_middle_of_the_expiry_heap_keeps_heap_order(clock, vectors):
+    """Live TTLs 1, 10, 2, 11, 12, 3, 4; deleting the 2 s entry sifts a larger key down."""
+    cache = make(clock, max_entries=16)
+    ttls = [1, 10, 2, 11, 12, 3, 4]
+    ids = [cache.put(vectors[i], f"ttl {t}", ttl=t) for i, t in enumerate(ttls)]
+    idx = cache._index
+    slot_of_2 = ids[2] & 0xFFFFFFFF
+    position = int(idx.hpos[slot_of_2])
+    assert 0 < position < len(ttls) - 1  # in the middle, not the root or the last leaf
+    last = int(idx.heap[len(ttls) - 1])
+    assert idx.exp[last] > idx.exp[int(idx.heap[2 * position + 1])]  # must move down
+    assert cache.delete(ids[2])
+    check_invariants(idx)
+    heap = [float(idx.exp[s]) - clock.now for s in idx.heap[:len(ttls) - 1]]
+    assert sorted(heap) == [1, 3, 4, 10, 11, 12]
+    # Expiry then goes in time order.
+    order, live = [], set(ids) - {ids[2]}
+    start = clock.now
+    for t in range(1, 13):
+        clock.now = start + t
+        assert len(cache) == len(live) - sum(ttls[ids.index(i)] <= t for i in live)
+        gone = {i for i in live if i not in cache}
+        order += sorted(ttls[ids.index(i)] for i in gone)
+        live -= gone
+    assert order == [1, 3, 4, 10, 11, 12]

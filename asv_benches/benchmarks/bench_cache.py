@@ -118,7 +118,7 @@ class Persist:
         return "saved-cache"
 
     def setup(self, path, mmap, verify):
-        # Load the kernels' read-only variants once, so the timings see only file work.
+        # Load the load-time check kernel once, so the timings see only file work.
         with BinarySemanticCache.load(path, mmap=mmap, verify=False) as cache:
             cache.get(np.ones(64))
 

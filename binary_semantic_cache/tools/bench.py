@@ -338,16 +338,51 @@ def measure_end_to_end(*, runs=3, n=100_000, dim=384, seed=0):
     return out
 
 
+def measure_persistence(*, runs=3, n=1_000_000, dim=64, seed=0):
+    """Seconds to save ``n`` entries, and to load them mapped or copied, checked or not."""
+    import shutil
+    import tempfile
+
+    block = np.random.default_rng(seed).standard_normal((100_000, dim)).astype(np.float32)
+    cache = BinarySemanticCache(BinaryEncoder(dim), max_entries=n)
+    for i in range(n // len(block)):
+        cache.put_batch(block, [f"answer {i}-{j}" for j in range(len(block))])
+    folder = tempfile.mkdtemp(prefix="bsc-bench-")
+    out = {"n": n, "dim": dim, "seconds": {}}
+    try:
+        path = os.path.join(folder, "cache")
+        cache.save(path)
+        BinarySemanticCache.load(path, verify=False).close()  # the load-time check compiled
+        steps = {"save": lambda: cache.save(path)}
+        for mmap in (True, False):
+            for verify in (True, False):
+                steps[f"load {'mapped' if mmap else 'into memory'}, "
+                      f"verify={verify}"] = (lambda m=mmap, v=verify: BinarySemanticCache.load(
+                          path, mmap=m, verify=v).close())
+        with progress("save and load", runs * len(steps)) as bar:
+            for _ in range(runs):
+                for name in np.random.default_rng().permutation(list(steps)):
+                    t0 = time.perf_counter()
+                    steps[name]()
+                    out["seconds"].setdefault(name, []).append(time.perf_counter() - t0)
+                    bar.update()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
 class _NoBar:
     def update(self, n=1):
         pass
 
 
-def run(sizes, *, runs=3, end_to_end=True, seed=0):
+def run(sizes, *, runs=3, end_to_end=True, persistence=False, seed=0):
     """Everything ``bsc bench`` measures, as one JSON-ready dict."""
     results = {"machine": machine(), "runs": runs, "scans": scans(sizes, runs=runs, seed=seed)}
     if end_to_end:
         results["end_to_end"] = measure_end_to_end(runs=runs, seed=seed)
+    if persistence:
+        results["persistence"] = measure_persistence(runs=runs, seed=seed)
     return results
 
 
@@ -436,6 +471,11 @@ def report(results, out=print):
             f"{spread(lat['scan']['median_us'])} us")
         for name, rates in e["puts_per_second"].items():
             out(f"  {name:<28} {spread(rates, ',.0f'):>28} puts/s")
+    if "persistence" in results:
+        p = results["persistence"]
+        out(f"\n{p['n']:,} entries, {p['dim']}-d: seconds")
+        for name, seconds in p["seconds"].items():
+            out(f"  {name:<36} {spread(seconds, '.3f'):>24}")
 
 
 def plot(results, path):
