@@ -142,8 +142,8 @@ def _min4(codes, lo, m, q):
 def _block_top1(codes, lo, m, q, gen, tick, dist, best, best_d):
     """Fold slots ``lo..lo+m`` into the running best ``(best, best_d)``."""
     # Most blocks cannot beat the running best. For 256-bit codes a pass that
-    # only takes the minimum tells so without storing a distance per slot
-    # (0.78x the time at 1M codes); the rare block that can is measured again.
+    # only takes the minimum tells so without storing a distance per slot;
+    # the rare block that can is measured again, in full.
     if codes.shape[0] == 4 and _min4(codes, lo, m, q) > best_d:
         return best, best_d
     if _block_distances(codes, lo, m, q, dist) > best_d:

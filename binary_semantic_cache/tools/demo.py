@@ -72,14 +72,16 @@ def run(*, threshold=0.80, code_bits=256, seed=42, out=print):
         f"(codes {code_bits // 8} B + metadata), responses aside")
     out(f"  kernel warm-up        {warmup:>8.2f} s   (put, get and search; the first run "
         "compiles, later runs load Numba's on-disk cache)")
-    _print_thresholds(nearest, test.labels, out)
+    thresholds = _thresholds(nearest, test.labels)
+    _print_thresholds(thresholds, out)
     _print_examples(examples, out)
     return {"hit_rate": hits / n, "correct_rate": correct / n,
             "wrong_rate": (hits - correct) / n, "stats": stats, "threshold": threshold,
             "code_bits": code_bits, "warm_up_seconds": warmup,
             "get_us": {"p50": _q(get_times, 50), "p99": _q(get_times, 99)},
             "put_us": {"p50": _q(put_times, 50), "p99": _q(put_times, 99)},
-            "bytes_per_entry": stats.memory_bytes / cache.max_entries}
+            "bytes_per_entry": stats.memory_bytes / cache.max_entries,
+            "other_thresholds": thresholds}
 
 
 def as_json(result):
@@ -111,16 +113,26 @@ def _us(times, q):
     return f"{np.percentile(times, q) * 1e6:.0f}"
 
 
-def _print_thresholds(nearest, labels, out):
+def _thresholds(nearest, labels):
+    """Hit rate, correct and wrong shares, precision at other thresholds, on the initial cache."""
     sims = np.array([e.similarity for e in nearest])
     right = np.array([e.response == answer(lab) for e, lab in zip(nearest, labels)])
-    out("\n  against the initial cache, other thresholds would give:")
-    out("  threshold   hit rate   correct   wrong   precision")
+    rows = []
     for t in (0.70, 0.75, 0.80, 0.85, 0.90, 0.95):
         hit = sims >= t
-        prec = (hit & right).sum() / max(hit.sum(), 1)
-        out(f"  {t:>9.2f}   {hit.mean():>8.1%}   {(hit & right).mean():>7.1%}   "
-            f"{(hit & ~right).mean():>5.1%}   {prec:>9.1%}")
+        rows.append({"threshold": t, "hit_rate": float(hit.mean()),
+                     "correct_rate": float((hit & right).mean()),
+                     "wrong_rate": float((hit & ~right).mean()),
+                     "precision": float((hit & right).sum() / max(hit.sum(), 1))})
+    return rows
+
+
+def _print_thresholds(rows, out):
+    out("\n  against the initial cache, other thresholds would give:")
+    out("  threshold   hit rate   correct   wrong   precision")
+    for r in rows:
+        out(f"  {r['threshold']:>9.2f}   {r['hit_rate']:>8.1%}   {r['correct_rate']:>7.1%}   "
+            f"{r['wrong_rate']:>5.1%}   {r['precision']:>9.1%}")
 
 
 def _print_examples(examples, out):
