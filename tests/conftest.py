@@ -1,10 +1,21 @@
+import os
+
 import numpy as np
 import pytest
 from hypothesis import settings
 
 # Kernels compile on first call; a per-example deadline would time the compiler.
+# CI runs HYPOTHESIS_PROFILE=ci: five times the examples of every property.
+_SCALE = {"default": 1, "ci": 5}
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
 settings.register_profile("default", deadline=None)
-settings.load_profile("default")
+settings.register_profile("ci", deadline=None, max_examples=500, print_blob=True)
+settings.load_profile(PROFILE)
+
+
+def examples(n):
+    """``n`` examples for a property, scaled by the profile (more in CI)."""
+    return n * _SCALE[PROFILE]
 
 from binary_semantic_cache import _kernels as K
 

@@ -11,7 +11,7 @@ from binary_semantic_cache._core.jit import BLOCK
 from binary_semantic_cache.encoder import pack_signs
 
 from . import naive
-from .conftest import check_invariants, random_codes
+from .conftest import check_invariants, examples, random_codes
 
 words = st.integers(0, 2**64 - 1)
 code_pairs = st.integers(1, 8).flatmap(
@@ -122,7 +122,7 @@ def test_topk_matches_naive(kind, k):
         assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.sampled_from([1, 2, 4, 64]))
 def test_scan_property_matches_naive(seed, n, n_words):
     rng = np.random.default_rng(seed)
@@ -162,7 +162,7 @@ def insert(index, rng, now, expires=np.inf):
     return slot, evicted, new[0]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["insert", "insert_ttl", "touch", "release", "purge"]),
                           st.integers(0, 10**6)), max_size=80),
        st.integers(1, 9))
@@ -326,7 +326,7 @@ index_ops = st.lists(st.tuples(st.sampled_from(["insert", "insert", "touch", "re
                                st.integers(0, 10**6)), max_size=40)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(index_ops, st.integers(1, 12), st.sampled_from(LINKS), st.integers(0, 10**6),
        st.sampled_from(["-2", "-1", "0", "1", "near", "hw", "odd", "nan", "inf", "swap"]))
 def test_check_slots_agrees_with_naive_after_one_corruption(ops, capacity, name, at, how):

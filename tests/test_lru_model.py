@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from binary_semantic_cache import BinaryEncoder, BinarySemanticCache
 
-from .conftest import FakeClock, check_invariants
+from .conftest import FakeClock, check_invariants, examples
 
 KEYS = 12
 VECTORS = np.random.default_rng(11).standard_normal((KEYS, 48))
@@ -17,7 +17,7 @@ ops = st.lists(st.tuples(st.sampled_from(["put", "get", "delete", "tick"]),
                          st.integers(0, KEYS - 1)), max_size=120)
 
 
-@settings(max_examples=80)
+@settings(max_examples=examples(80))
 @given(ops, st.integers(1, 8))
 def test_recency_and_evictions_follow_ordered_dict(ops, capacity):
     clock = FakeClock()

@@ -31,7 +31,7 @@ from binary_semantic_cache import (
     UnsafeResponseError,
 )
 
-from .conftest import FakeClock, check_invariants
+from .conftest import FakeClock, check_invariants, examples
 
 DIM = 24
 VECTORS = np.random.default_rng(21).standard_normal((16, DIM))
@@ -66,7 +66,7 @@ ops = st.lists(st.tuples(st.sampled_from(["put", "put_ttl", "get", "delete", "ti
                          st.integers(0, len(VECTORS) - 1)), max_size=60)
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(ops, st.integers(1, 12), st.booleans())
 def test_round_trip_is_exact(tmp_path_factory, ops, capacity, use_mmap):
     clock = FakeClock()

@@ -13,7 +13,7 @@ if DISABLE_JIT:
     def _popcount(x):
         return int(x).bit_count()
 
-else:
+else:  # pragma: no cover  (coverage is measured with NUMBA_DISABLE_JIT=1)
 
     @numba.extending.intrinsic
     def _popcount(typingctx, x):
