@@ -19,8 +19,6 @@ from .results import CacheEntry, CacheStats
 # Lock-free scans retried before a lookup takes the lock for its scan.
 _OPTIMISTIC_TRIES = 2
 _NO_EXPIRY = np.zeros(0)  # expiry times of rows put without a time to live
-# float16 bit pattern -> float32 value, for rescoring kernels (Numba has no float16).
-_HALF = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
 
 class BinarySemanticCache:
@@ -212,7 +210,7 @@ class BinarySemanticCache:
             slots, dists = slots[:found], dists[:found]
             if not self._rescore:
                 return [self._entry(s, self._similarity[d]) for s, d in zip(slots, dists)]
-            cosines = idx.cosines(slots, unit, _HALF)
+            cosines = idx.cosines(slots, unit)
             order = np.lexsort((-idx.tick[slots].astype(np.int64), -cosines))[:k]
             return [self._entry(slots[i], cosines[i]) for i in order]
 
@@ -312,7 +310,7 @@ class BinarySemanticCache:
             s = int(slots[0])
             return s, (self._similarity[dists[0]] if s >= 0 else -2.0)
         idx = self._index
-        return idx.pick_best(slots, idx.cosines(slots, unit, _HALF))
+        return idx.pick_best(slots, idx.cosines(slots, unit))
 
     def _entry(self, slot, similarity, response=None):
         idx = self._index
@@ -365,24 +363,11 @@ class BinarySemanticCache:
             if idx.high_water - fresh_before < m:
                 self._version += 1  # a slot a reader may be scanning was rewritten
             if units is not None:
-                self._store_vectors(slots, units)
+                idx.store_copies(slots, units)
             items = self._responses._items
             for slot, response in zip(slots.tolist(), responses):
                 items[slot] = response
             return ids
-
-    def _store_vectors(self, slots, units):
-        """Keep the rescoring copies of just-stored rows; the lock is held."""
-        idx = self._index
-        if self._rescore == "int8":
-            peak = np.abs(units).max(axis=1, keepdims=True)
-            q = np.rint(units * (127.0 / peak)).astype(np.int8)
-            idx.vectors[slots] = q
-            idx.vnorm[slots] = np.linalg.norm(q.astype(np.float32), axis=1)
-        elif self._rescore == "float16":
-            idx.vectors[slots] = units.astype(np.float16).view(np.uint16)
-        else:
-            idx.vectors[slots] = units
 
     def _reserve(self, m):
         """Grow the arrays so ``m`` more puts need no eviction, up to max_entries.
@@ -415,9 +400,6 @@ class BinarySemanticCache:
         with self._lock:
             self._check_open()
             self._reset()
-
-    def _expiry_due(self, now):
-        return self._index.expiry_due(now)
 
     def _purge(self, now):
         """Release expired entries; the lock is held."""
@@ -592,11 +574,7 @@ class BinarySemanticCache:
         self._check_open()
         rows = _validate.embeddings(x, self._encoder.embedding_dim, ndim=ndim)
         codes = self._encoder._encode_checked(rows)
-        if not self._rescore:
-            return codes, None
-        if rows.ndim == 1:
-            return codes, rows / np.float32(np.sqrt(rows @ rows))
-        return codes, rows / np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+        return codes, (_validate.unit_rows(rows) if self._rescore else None)
 
     def _now(self):
         """The clock's time as a finite float, or the error that says what it returned."""

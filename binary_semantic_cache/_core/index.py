@@ -20,6 +20,9 @@ EXPIRY_ARRAYS = (("exp", "<f8", np.inf), ("heap", "<i4", -1), ("hpos", "<i4", -1
 #: float16 values are kept as their bit patterns (uint16): Numba has no float16.
 RESCORE = {"int8": ("<i1", True), "float16": ("<u2", False), "float32": ("<f4", False)}
 
+# float16 bit pattern -> float32 value, for the rescoring kernels (Numba has no float16).
+_HALF = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
 _SLOT_BITS = 32
 _SLOT_MASK = (1 << _SLOT_BITS) - 1
 
@@ -164,11 +167,23 @@ class Index:
                                     slots, dists, threads)
         return K._topk(self.codes, self.high_water, query, self.gen, self.tick, slots, dists)
 
-    def cosines(self, slots, unit, half_table):
+    def store_copies(self, slots, units):
+        """Keep the rescoring copies of unit rows just stored in ``slots``."""
+        if self.vnorm.shape[0]:  # int8, scaled to +-127, with the norm of what was kept
+            peak = np.abs(units).max(axis=1, keepdims=True)
+            q = np.rint(units * (127.0 / peak)).astype(np.int8)
+            self.vectors[slots] = q
+            self.vnorm[slots] = np.linalg.norm(q.astype(np.float32), axis=1)
+        elif self.vectors.dtype == np.uint16:  # float16 bit patterns
+            self.vectors[slots] = units.astype(np.float16).view(np.uint16)
+        else:
+            self.vectors[slots] = units
+
+    def cosines(self, slots, unit):
         """Exact cosines of the unit query with the stored copies of ``slots`` (-inf for -1)."""
         out = np.empty(len(slots), np.float64)
-        if self.vectors.dtype == np.uint16:  # float16 bit patterns
-            K._rescore_half(self.vectors, half_table, slots, unit, out)
+        if self.vectors.dtype == np.uint16:
+            K._rescore_half(self.vectors, _HALF, slots, unit, out)
         else:
             K._rescore(self.vectors, self.vnorm, slots, unit, out)
         return out

@@ -8,11 +8,11 @@ setting                     default  meaning
                                      compiles on first use.
 ``PARALLEL_MIN_CODES``      65,536   below this many codes (times queries) a scan runs
                                      on one thread. On the 2-core development machine
-                                     two threads gain nothing at 10k codes and about
-                                     1.3x at 100k and 1M (median, ``bsc bench``);
-                                     waking the pool also costs p99 when the other
-                                     core is busy, so the switch sits where the gain
-                                     is clear.
+                                     two threads barely beat one at 10k codes and
+                                     clearly do from 100k (the serial and parallel
+                                     rows of docs/benchmarks.md); waking the pool
+                                     also costs p99 when the other core is busy, so
+                                     the switch sits where the gain is clear.
 ``BLOCK``                   1,024    codes per block in the scan kernels; the block's
                                      distances stay in L1 while the minimum is found.
 ==========================  =======  ==============================================

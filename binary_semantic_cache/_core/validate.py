@@ -56,6 +56,13 @@ def embeddings(x, dim, *, ndim, what="embedding"):
     return _scaled(arr, dim, what)
 
 
+def unit_rows(rows):
+    """Rows that passed ``embeddings``, scaled to unit length (for rescoring copies)."""
+    if rows.ndim == 1:
+        return rows / np.float32(np.sqrt(rows @ rows))
+    return rows / np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+
+
 # Squared norms inside this band cast to float32 without overflow or underflow.
 _SQ_LOW, _SQ_HIGH = 1e-30, 1e30
 

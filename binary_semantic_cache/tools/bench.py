@@ -81,6 +81,32 @@ def _stream_xor_parallel(codes, n, n_chunks):
     return acc
 
 
+@numba.njit(**JIT)
+def _pack_signs_numba(proj, out):
+    """The sign packing the library once compiled, kept as the twin NumPy's packing must match."""
+    for r in range(proj.shape[0]):
+        for w in range(out.shape[1]):
+            word = np.uint64(0)
+            for b in range(64):
+                if proj[r, w * 64 + b] > 0:
+                    word |= np.uint64(1) << np.uint64(b)
+            out[r, w] = word
+
+
+def _packers(encoder, rows):
+    """Encode ``rows`` with NumPy's packing (the library's) and with the Numba twin."""
+    planes = encoder._planes
+
+    def numba_twin(i):
+        proj = rows[i:i + 1] @ planes
+        out = np.empty((1, encoder.n_words), np.uint64)
+        _pack_signs_numba(proj, out)
+        return out[0]
+
+    return {"encode, numpy packbits": lambda i: encoder._encode_checked(rows[i]),
+            "encode, numba packing": numba_twin}
+
+
 # ---------------------------------------------------------------- the machine
 
 
@@ -306,6 +332,9 @@ def measure_end_to_end(*, runs=3, n=100_000, dim=384, seed=0):
     more = rng.standard_normal((20_000, dim)).astype(np.float32)
     out = {"n": n, "dim": dim, "latency": {}, "puts_per_second": {}}
     slots, dists = np.empty(1, np.int64), np.empty(1, np.int64)
+    packers = _packers(encoder, queries)
+    if not all(np.array_equal(*(pack(i) for pack in packers.values())) for i in range(8)):
+        raise BenchmarkError("NumPy packing and its Numba twin disagree")
     with progress("end to end", runs) as bar:
         for _ in range(runs):
             cache = BinarySemanticCache(encoder, max_entries=n)
@@ -316,6 +345,7 @@ def measure_end_to_end(*, runs=3, n=100_000, dim=384, seed=0):
                 "cache.get": lambda i: cache.get(queries[i]),
                 "encode": lambda i: encoder.encode(queries[i]),
                 "scan": lambda i: cache._index.top1(codes[i][None, :], 1, slots, dists),
+                **_packers(encoder, queries),
             }
             for name, t in _time_in_random_order(methods, range(len(queries)), 3, rng,
                                                  _NoBar()).items():

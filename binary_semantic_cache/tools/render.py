@@ -79,6 +79,11 @@ def _end_to_end(bench):
     lines = [f"| at {e['n']:,} entries, {e['dim']}-d | median (range over runs) |", "|---|---|"]
     for name in ("cache.get", "encode", "scan"):
         lines.append(f"| `{name}` | {spread(lat[name]['median_us'])} µs |")
+    if "encode, numpy packbits" in lat:
+        ratio = [a / b for a, b in zip(lat["encode, numpy packbits"]["median_us"],
+                                       lat["encode, numba packing"]["median_us"])]
+        lines.append(f"| encode one embedding, sign bits packed by NumPy / by a Numba kernel "
+                     f"| {spread(ratio, '.2f')}x the time |")
     for name, rates in e["puts_per_second"].items():
         lines.append(f"| {name} | {spread(rates, ',.0f')} puts/s |")
     return "\n".join(lines) + "\n"
