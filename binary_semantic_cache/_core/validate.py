@@ -22,6 +22,15 @@ def embeddings(x, dim, *, ndim, what="embedding"):
     beyond float32's range neither overflow nor flush to zero. Scaling by a
     positive number changes no sign the projection sees.
     """
+    if (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 1 == ndim
+            and x.shape[0] == dim and x.flags.c_contiguous):
+        # The common single embedding, checked with the least work: squares of
+        # float32 values cannot overflow in float64, so this dot raises no
+        # floating-point warning (a float32 dot would, and an errstate around it
+        # costs more than the widening); NaN or inf fall outside the band.
+        wide = x.astype(np.float64)
+        if _SQ_LOW < float(wide @ wide) < _SQ_HIGH:
+            return x
     arr = x if type(x) is np.ndarray else _numeric_array(x, what)
     if arr.dtype.kind not in "fiu":
         _numeric_array(arr, what)
@@ -40,14 +49,7 @@ def embeddings(x, dim, *, ndim, what="embedding"):
         )
     if arr.size == 0:
         return np.zeros(arr.shape, np.float32)
-    if arr.ndim == 1 and arr.dtype == np.float32:
-        # Squares of float32 values cannot overflow in float64, so this one dot
-        # raises no floating-point warning (a float32 dot would, and an errstate
-        # around it costs more than the widening); NaN or inf fail the test below.
-        wide = arr.astype(np.float64)
-        if _SQ_LOW < float(wide @ wide) < _SQ_HIGH:
-            return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
-    elif arr.dtype.kind == "f":
+    if arr.dtype.kind == "f":
         with np.errstate(all="ignore"):
             sq = np.einsum("...i,...i->...", arr, arr)
             inside = np.all((sq > _SQ_LOW) & (sq < _SQ_HIGH))  # False for NaN and inf
