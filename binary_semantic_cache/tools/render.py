@@ -106,10 +106,10 @@ def _per_100k(bench):
     """One sentence for the README: a 100k scan on one core, and faiss beside it."""
     size = bench["scans"]["100000"]["single"]
     ours, faiss = size["numba serial"]["median_us"], size.get("faiss 1 thread")
-    text = f"{spread(ours)} µs to scan 100,000 256-bit codes on one core"
+    text = f"{spread(ours)} µs for 100,000 256-bit codes on one core"
     if faiss:
         text += f", {_median(faiss['median_us']) / _median(ours):.1f}x faster than faiss on one thread"
-    return text + f" (`bsc bench`, {bench['runs']} runs, median and range).\n"
+    return text + f" (`bsc bench`, {bench['runs']} runs, median and range);\n"
 
 
 # ---------------------------------------------------------------- scripts/compare_original.py
@@ -166,7 +166,7 @@ def _persistence_sentence(bench):
 def _warm_up(cold, warm):
     return (f"{cold['warm_up_seconds']:.1f} s with nothing compiled (`BSC_NUMBA_CACHE=0 bsc "
             f"demo`), {warm['warm_up_seconds']:.2f} s once Numba's on-disk cache holds the "
-            "kernels (`bsc demo`)")
+            "kernels (`bsc demo`).\n")
 
 
 # ---------------------------------------------------------------- bsc eval
