@@ -520,9 +520,6 @@ class BinarySemanticCache:
 
     # ------------------------------------------------------------ mapping-like
 
-    def _id(self, slot):
-        return entry_id(self._index.gen[slot], slot)
-
     def _live_slot(self, value, now):
         self._check_open()
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

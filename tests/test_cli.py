@@ -73,7 +73,8 @@ def test_migrate_says_a_current_save_needs_none(tmp_path):
     done = run_bsc("migrate", tmp_path / "new", tmp_path / "out", "--dim", 8)
     assert done.returncode == 2 and "already a save in this release's format" in done.stderr
     done = run_bsc("inspect", tmp_path / "new")
-    assert "threshold, ttl   0.8, 30.0" in done.stdout and "rescore          int8 (k=10)" in done.stdout
+    assert "threshold, ttl   0.8, 30.0" in done.stdout
+    assert "rescore          int8 (k=10)" in done.stdout
 
 
 def test_eval_refuses_a_file_that_is_not_npz_without_mentioning_pickle(tmp_path):

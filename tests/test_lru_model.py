@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from binary_semantic_cache import BinaryEncoder, BinarySemanticCache
+from binary_semantic_cache._core.index import entry_id as make_id
 
 from .conftest import FakeClock, check_invariants, examples
 
@@ -52,7 +53,8 @@ def test_recency_and_evictions_follow_ordered_dict(ops, capacity):
             clock.advance(0.5)
         assert [i in cache for i in issued] == [i in model for i in issued]
     order = check_invariants(cache._index)
-    assert [cache._id(s) for s in order] == list(reversed(model))
+    gen = cache._index.gen
+    assert [make_id(gen[s], s) for s in order] == list(reversed(model))
     stats = cache.stats()
     assert (stats.size, stats.hits, stats.misses, stats.evictions) == (
         len(model), hits, misses, evictions)

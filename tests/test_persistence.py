@@ -30,6 +30,7 @@ from binary_semantic_cache import (
     TruncatedFileError,
     UnsafeResponseError,
 )
+from binary_semantic_cache._core.index import entry_id
 
 from .conftest import FakeClock, check_invariants, examples
 
@@ -51,8 +52,9 @@ def state(cache):
     """Everything observable about a cache, for comparing two of them."""
     idx = cache._index
     order = check_invariants(idx)
-    return (cache.stats(), [cache._id(s) for s in order],
-            [(cache._id(s), cache._responses[s], float(idx.created[s]), float(idx.seen[s]),
+    return (cache.stats(), [entry_id(idx.gen[s], s) for s in order],
+            [(entry_id(idx.gen[s], s), cache._responses[s], float(idx.created[s]),
+              float(idx.seen[s]),
               int(idx.count[s]), idx.codes[:, s].tolist()) for s in order])
 
 
@@ -107,8 +109,8 @@ def test_responses_round_trip_exactly_without_pickle(tmp_path):
                           RESPONSES)
     cache.save(tmp_path)
     loaded = BinarySemanticCache.load(tmp_path)
-    for entry_id, want in zip(ids, RESPONSES):
-        got = loaded._responses[entry_id & 0xFFFFFFFF]
+    for stored_id, want in zip(ids, RESPONSES):
+        got = loaded._responses[stored_id & 0xFFFFFFFF]
         assert type(got) is type(want) and got == want
         if isinstance(want, float):
             assert math.copysign(1, got) == math.copysign(1, want)

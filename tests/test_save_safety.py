@@ -213,7 +213,8 @@ def test_leftovers_of_killed_saves_are_removed_by_the_next(tmp_path, monkeypatch
 
     with monkeypatch.context() as m:
         m.setattr(_files, "write_synced", killed)
-        m.setattr("binary_semantic_cache.persistence.savedir.SaveDirectory.tidy", lambda *a, **k: None)
+        m.setattr("binary_semantic_cache.persistence.savedir.SaveDirectory.tidy",
+                  lambda *a, **k: None)
         with pytest.raises(KeyboardInterrupt):
             build(2).save(tmp_path)
     assert any(n.startswith(".data-") for n in names(tmp_path))

@@ -24,7 +24,7 @@ from .._core.jit import JIT, JIT_PARALLEL
 from .._optional import pyplot
 from ..cache import BinarySemanticCache
 from ..encoder import BinaryEncoder
-from .progress import progress
+from .progress import Silent, progress
 
 N_WORDS = 4  # 256-bit codes
 N_QUERIES = 64
@@ -293,7 +293,8 @@ def scans(sizes, *, runs=3, seed=0):
             _check(methods, [None], batch["serial"]["numba batch serial"], f"{n:,} codes, batched")
         rounds = -(-MIN_CALLS // N_QUERIES) if n >= 1_000_000 else -(-P99_CALLS // N_QUERIES)
         batch_rounds = max(8, rounds)
-        size = {"bytes": n * N_WORDS * 8, "memory_roof": llc is not None and n * N_WORDS * 8 >= 4 * llc,
+        nbytes = n * N_WORDS * 8
+        size = {"bytes": nbytes, "memory_roof": llc is not None and nbytes >= 4 * llc,
                 "single": {}, "batch_per_query": {}}
         work = runs * (rounds * N_QUERIES * len(single) + batch_rounds * len(batch))
         with progress(f"scan {n:,}", work) as bar:
@@ -348,7 +349,7 @@ def measure_end_to_end(*, runs=3, n=100_000, dim=384, seed=0):
                 **_packers(encoder, queries),
             }
             for name, t in _time_in_random_order(methods, range(len(queries)), 3, rng,
-                                                 _NoBar()).items():
+                                                 Silent()).items():
                 _add(out["latency"], name, _figures(t))
             t0 = time.perf_counter()
             for v in more[:5_000]:
@@ -399,11 +400,6 @@ def measure_persistence(*, runs=3, n=1_000_000, dim=64, seed=0):
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return out
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
 
 
 def run(sizes, *, runs=3, end_to_end=True, persistence=False, seed=0):
@@ -496,7 +492,8 @@ def report(results, out=print):
     if "end_to_end" in results:
         e = results["end_to_end"]
         lat = e["latency"]
-        out(f"\nat {e['n']:,} entries, {e['dim']}-d: cache.get {spread(lat['cache.get']['median_us'])}"
+        out(f"\nat {e['n']:,} entries, {e['dim']}-d: cache.get "
+            f"{spread(lat['cache.get']['median_us'])}"
             f" us; encode {spread(lat['encode']['median_us'])} us; scan "
             f"{spread(lat['scan']['median_us'])} us")
         for name, rates in e["puts_per_second"].items():

@@ -12,12 +12,14 @@ def progress(desc, total):
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return _Silent()
+        return Silent()
     watched = sys.stderr.isatty() or "ipykernel" in sys.modules
     return tqdm(desc=desc, total=total, file=sys.stderr, disable=not watched, leave=False)
 
 
-class _Silent:
+class Silent:
+    """A bar that draws nothing."""
+
     def update(self, n=1):
         pass
 
