@@ -176,7 +176,7 @@ def _faiss_index(data, faiss):
     return index
 
 
-def _phases(data, faiss, threads):
+def _phases(data, faiss, index, threads):
     """``{phase: {method: call(query) -> best distance}}``: like with like in each phase."""
     codes, n, gen, tick, rows = data.codes, data.n, data.gen, data.tick, data.rows
     serial = {
@@ -185,7 +185,6 @@ def _phases(data, faiss, threads):
         "read roof serial": lambda q: _stream_xor(codes, n),
     }
     phases = {"serial": serial}
-    index = None if faiss is None else _faiss_index(data, faiss)
     if index is not None:
         serial["faiss 1 thread"] = _on_threads(faiss, 1, lambda q: int(
             index.search(q.view(np.uint8)[None, :], 1)[0][0, 0]))
@@ -201,7 +200,7 @@ def _phases(data, faiss, threads):
     return phases
 
 
-def _batch_phases(data, faiss, threads):
+def _batch_phases(data, faiss, index, threads):
     """Per-query cost of one batch of ``N_QUERIES``: ``{phase: {method: call(_)}}``."""
     codes, n, gen, tick, queries = data.codes, data.n, data.gen, data.tick, data.queries
     slots = np.empty(len(queries), np.int64)
@@ -217,7 +216,6 @@ def _batch_phases(data, faiss, threads):
         return call
 
     phases = {"serial": {"numba batch serial": ours(False)}}
-    index = None if faiss is None else _faiss_index(data, faiss)
     search = None if index is None else (
         lambda _: index.search(queries.view(np.uint8), 1)[0][:, 0])
     if index is not None:
@@ -285,7 +283,9 @@ def scans(sizes, *, runs=3, seed=0):
     out = {}
     for n in sizes:
         data = _Data(n, rng)
-        single, batch = _phases(data, faiss, threads), _batch_phases(data, faiss, threads)
+        index = None if faiss is None else _faiss_index(data, faiss)
+        single = _phases(data, faiss, index, threads)
+        batch = _batch_phases(data, faiss, index, threads)
         reference = single["serial"]["numba serial"]
         for methods in single.values():
             _check(methods, data.queries[:8], reference, f"{n:,} codes")

@@ -4,6 +4,7 @@ import json
 
 from .. import _quality, datasets
 from .._optional import pyplot
+from ..quality import EvaluationResult
 from .progress import progress
 
 
@@ -83,13 +84,6 @@ def report_pairs(results, label, out=print):
 def plot(results, path, label):
     plt = pyplot(files_only=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, r in results.items():
-        rows = [row for row in r["curve"] if row["hit_rate"] > 0]
-        ax.plot([row["hit_rate"] for row in rows], [row["precision"] for row in rows], label=name)
-    ax.set_xlabel("hit rate")
-    ax.set_ylabel("precision (correct hits / hits)")
-    ax.set_title(f"{label}: precision against hit rate as the threshold moves")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    EvaluationResult(label, results).plot(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
