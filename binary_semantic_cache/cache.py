@@ -6,12 +6,14 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from . import _kernels as K
 from . import persistence
 from ._core import validate as _validate
 from ._core.index import INITIAL_CAPACITY, RESCORE, Index, entry_id, split_id
 from ._core.jit import threads_for
 from ._core.responses import Responses
 from ._core.snapshot import Snapshot
+from ._core.spaces import Namespaces, key_hash
 from .encoder import BinaryEncoder
 from .errors import CacheClosedError
 from .results import CacheEntry, CacheStats
@@ -19,6 +21,8 @@ from .results import CacheEntry, CacheStats
 # Lock-free scans retried before a lookup takes the lock for its scan.
 _OPTIMISTIC_TRIES = 2
 _NO_EXPIRY = np.zeros(0)  # expiry times of rows put without a time to live
+_STALE = object()  # a lock-free scan read a segment a write was changing: scan again
+_EVERYTHING = object()  # clear()'s default: every namespace
 
 
 class BinarySemanticCache:
@@ -51,6 +55,13 @@ class BinarySemanticCache:
 
     Notes
     -----
+    Namespaces: every lookup and put names one namespace (``namespace=``, a
+    str, or None for the default one), and a lookup only ever sees entries
+    of its own. Capacity, recency and expiry are shared: one LRU order over
+    the whole cache. An entry may also carry an exact ``key=``, found by
+    :meth:`get_exact` without an embedding; a put whose key is already in
+    its namespace replaces that entry in place.
+
     Thread safety: lookups scan without the lock, with the GIL released, so
     several threads read at once; writers (put, delete, clear) and the hit
     bookkeeping take a short lock. A lookup that overlapped a write that
@@ -98,7 +109,7 @@ class BinarySemanticCache:
         self._similarity = np.cos(np.pi * np.arange(encoder.code_bits + 1) / encoder.code_bits)
         self._similarity_list = self._similarity.tolist()  # a list indexes faster, per hit
         self._lock = threading.Lock()
-        self._hits = self._misses = self._evictions = self._expirations = 0
+        self._hits = self._misses = self._evictions = self._expirations = self._exact_hits = 0
         self._closed = False
         self._mappings = []  # a loaded file's mmaps, closed by close()
         self._reset()
@@ -108,6 +119,8 @@ class BinarySemanticCache:
         self._index = Index(self._encoder.n_words, capacity, self._rescore,
                             self._encoder.embedding_dim)
         self._responses = Responses(capacity)
+        self._keys = Responses(capacity)
+        self._spaces = Namespaces()
         # Bumped by every write a lock-free scan could have seen half done.
         self._version = getattr(self, "_version", 0) + 1
 
@@ -155,14 +168,16 @@ class BinarySemanticCache:
 
     # ------------------------------------------------------------ lookups
 
-    def get(self, embedding, *, threshold=None):
-        """The most similar cached entry, if similar enough.
+    def get(self, embedding, *, threshold=None, namespace=None):
+        """The most similar cached entry of ``namespace``, if similar enough.
 
         Parameters
         ----------
         embedding : array_like, shape ``(embedding_dim,)``
         threshold : float, optional
             Overrides ``similarity_threshold`` for this lookup.
+        namespace : str or None, optional
+            Where to look; None is the default namespace.
 
         Returns
         -------
@@ -172,16 +187,18 @@ class BinarySemanticCache:
             ``access_count`` are refreshed. None on a miss.
         """
         threshold = self._threshold_or_default(threshold)
+        x = self._space(namespace)
         code, unit = self._prepare(embedding, ndim=1)
-        if unit is not None:
-            return self._lookup(code[None, :], unit[None, :], threshold)[0]
+        if unit is not None or x < 0:
+            return self._lookup(code[None, :], None if unit is None else unit[None, :],
+                                threshold, x)[0]
         # The common case, kept lean: one scan, no candidate arrays.
         now = self._purged_now()
-        return self._optimistic(lambda: self._nearest(code),
-                                lambda found: self._record_one(*found, threshold, now))
+        return self._optimistic(lambda: self._nearest(code, x),
+                                lambda found: self._record_one(*found, threshold, now, x))
 
-    def get_batch(self, embeddings, *, threshold=None):
-        """``get`` for each row of ``embeddings``, in one scan of the cache.
+    def get_batch(self, embeddings, *, threshold=None, namespace=None):
+        """``get`` for each row of ``embeddings``, in one scan of the namespace.
 
         Returns
         -------
@@ -189,24 +206,50 @@ class BinarySemanticCache:
             One per row, in order; hits are recorded in row order.
         """
         threshold = self._threshold_or_default(threshold)
+        x = self._space(namespace)
         codes, units = self._prepare(embeddings, ndim=2)
-        return self._lookup(codes, units, threshold)
+        return self._lookup(codes, units, threshold, x)
 
-    def search(self, embedding, k=5):
-        """The ``k`` nearest live entries, best first, whatever their similarity.
+    def get_exact(self, key, *, namespace=None):
+        """The live entry put with exactly ``key`` in ``namespace``, without an embedding.
+
+        An O(1) lookup in a hash table. A hit counts in ``stats().hits`` and
+        ``exact_hits``, refreshes recency and ``access_count`` like any hit,
+        and has similarity 1.0; a miss counts in ``misses``.
+        """
+        record, key = _validate.key(key)
+        x = self._space(namespace)
+        h = key_hash(record)
+        with self._lock:
+            self._check_open()
+            now = self._now()
+            self._purge(now)
+            s = self._keyed_slot(x, h, key) if x >= 0 else -1
+            if s < 0:
+                self._misses += 1
+                return None
+            response = self._responses[s]  # read before any bookkeeping
+            self._exact_hits += 1
+            return self._hit(s, 1.0, response, now)
+
+    def search(self, embedding, k=5, *, namespace=None):
+        """The ``k`` nearest live entries of ``namespace``, best first, whatever their similarity.
 
         For exploration: recency, ``access_count`` and hit statistics are left
         as they are.
         """
         k = _validate.positive_int(k, "k")
+        x = self._space(namespace)
         q, unit = self._prepare(embedding, ndim=1)
         with self._lock:
             self._purge(self._now())
+            if x < 0:
+                return []
             idx = self._index
             wanted = max(k, self._rescore_k) if self._rescore else k
             slots = np.empty(min(wanted, idx.size), np.int64)
             dists = np.empty_like(slots)
-            found = idx.topk(q, threads_for(idx.high_water, self._parallel), slots, dists)
+            found = idx.topk(q, threads_for(idx.high_water, self._parallel), slots, dists, x)
             slots, dists = slots[:found], dists[:found]
             if not self._rescore:
                 return [self._entry(s, self._similarity[d]) for s, d in zip(slots, dists)]
@@ -214,13 +257,32 @@ class BinarySemanticCache:
             order = np.lexsort((-idx.tick[slots].astype(np.int64), -cosines))[:k]
             return [self._entry(slots[i], cosines[i]) for i in order]
 
-    def _lookup(self, codes, units, threshold):
+    def _space(self, namespace):
+        """The index id of ``namespace``, -1 when it has never held an entry."""
+        if namespace is None:
+            return 0
+        return self._spaces.find(_validate.namespace(namespace))
+
+    def _keyed_slot(self, x, h, key):
+        """The live slot of ``key`` in namespace ``x``, or -1; the lock is held."""
+        idx, start = self._index, -1
+        while True:
+            s, bucket = idx.find_key(h, x, start)
+            if s < 0 or self._keys[s] == key and type(self._keys[s]) is type(key):
+                return s
+            start = bucket + 1  # another key with the same 32-bit hash
+
+    def _lookup(self, codes, units, threshold, x):
         now = self._purged_now()
+        if x < 0:  # a namespace that never held an entry
+            with self._lock:
+                self._misses += codes.shape[0]
+            return [None] * codes.shape[0]
         k = self._rescore_k if self._rescore else 1
         slots = np.empty((codes.shape[0], k), np.int64)
         dists = np.empty_like(slots)
-        return self._optimistic(lambda: self._candidates(codes, slots, dists),
-                                lambda _: self._record(slots, dists, units, threshold, now))
+        return self._optimistic(lambda: self._candidates(codes, slots, dists, x),
+                                lambda _: self._record(slots, dists, units, threshold, now, x))
 
     def _purged_now(self):
         """The clock's time, with entries expired by then released."""
@@ -235,28 +297,34 @@ class BinarySemanticCache:
 
         A write that could have changed what the scan saw (a slot reused, the
         arrays regrown) bumps ``_version``; the scan then runs again, and in
-        the end under the lock.
+        the end under the lock. ``record`` also refuses a slot that is not a
+        live one of the namespace asked for, which a scan overlapping a
+        segment's move can read.
         """
         for _ in range(_OPTIMISTIC_TRIES):
             version = self._version
             found = scan()
             with self._lock:
                 if self._version == version:
-                    return record(found)
+                    out = record(found)
+                    if out is not _STALE:
+                        return out
         with self._lock:
             self._check_open()
             return record(scan())
 
-    def _nearest(self, code):
+    def _nearest(self, code, x):
         idx = self._index
-        return idx.nearest(code, threads_for(idx.high_water, self._parallel))
+        return idx.nearest(code, threads_for(idx.high_water, self._parallel), x)
 
-    def _record_one(self, slot, dist, threshold, now):
+    def _record_one(self, slot, dist, threshold, now, x):
         """``_record`` for one code, without rescoring; the lock is held."""
         if slot < 0:
             self._misses += 1
             return None
         idx = self._index
+        if idx.ns.item(slot) & K.SCAN_MASK != x or not idx.gen.item(slot) & 1:
+            return _STALE
         similarity = self._similarity_list[dist]
         if similarity < threshold or (idx.has_expiry and idx.exp[slot] <= now):
             self._misses += 1
@@ -269,24 +337,27 @@ class BinarySemanticCache:
         self._hits += 1
         return self._entry(slot, similarity, response)
 
-    def _candidates(self, codes, slots, dists):
+    def _candidates(self, codes, slots, dists, x):
         """The best ``slots.shape[1]`` slots for each code (-1 where there are fewer)."""
         idx = self._index
         if slots.shape[1] == 1:
             idx.top1(codes, threads_for(idx.high_water * codes.shape[0], self._parallel),
-                     slots[:, 0], dists[:, 0])
+                     slots[:, 0], dists[:, 0], x)
             return
         threads = threads_for(idx.high_water, self._parallel)
         for i in range(codes.shape[0]):
-            idx.topk(codes[i], threads, slots[i], dists[i])
+            idx.topk(codes[i], threads, slots[i], dists[i], x)
 
-    def _record(self, slots, dists, units, threshold, now):
+    def _record(self, slots, dists, units, threshold, now, x):
         """Turn scan results into hits or misses; the lock is held.
 
         Every hit's response is read before any bookkeeping, so a response
         that fails to decode leaves recency and counters as they were.
         """
         idx = self._index
+        seen = slots[slots >= 0]
+        if np.any((idx.ns[seen] & K.SCAN_MASK != x) | (idx.gen[seen] & 1 == 0)):
+            return _STALE
         found = []
         for i in range(slots.shape[0]):
             s, similarity = self._best(slots[i], dists[i], None if units is None else units[i])
@@ -316,58 +387,163 @@ class BinarySemanticCache:
         idx = self._index
         slot = int(slot)
         created = idx.created.item(slot)
+        ns = idx.ns.item(slot)
         return CacheEntry(
             id=entry_id(idx.gen.item(slot), slot),
             response=self._responses[slot] if response is None else response,
             similarity=float(similarity), created_at=created,
-            last_accessed=created + idx.seen.item(slot), access_count=idx.count.item(slot))
+            last_accessed=created + idx.seen.item(slot), access_count=idx.count.item(slot),
+            namespace=self._spaces.names[ns & K.ID_MASK] if ns else None,
+            key=self._keys[slot] if ns & K.KEYED else None)
 
     # ------------------------------------------------------------ writes
 
-    def put(self, embedding, response, *, ttl=None):
-        """Cache ``response`` under ``embedding``; returns the new entry's id.
+    def put(self, embedding, response, *, ttl=None, namespace=None, key=None):
+        """Cache ``response`` under ``embedding`` in ``namespace``; returns the entry's id.
 
         A full cache first reuses the slot of an expired entry, else evicts
-        the least recently used one. ``ttl`` (seconds) overrides the default.
-        """
-        codes, units = self._prepare(embedding, ndim=1)
-        return self._store(codes[None, :], [response], ttl,
-                           None if units is None else units[None, :])[0]
+        the least recently used one, whatever its namespace. ``ttl``
+        (seconds) overrides the default.
 
-    def put_batch(self, embeddings, responses, *, ttl=None):
-        """``put`` for each row of ``embeddings`` with the matching response.
+        With ``key`` (str or bytes), :meth:`get_exact` finds the entry too.
+        When ``key`` is already in ``namespace``, that entry is replaced in
+        place: it keeps its id, takes the new embedding, response and ttl
+        (its ``created_at`` becomes now), and counts as a use. ``embedding``
+        may then be None: a key-only entry, which no scan returns.
+        """
+        name = _validate.namespace(namespace)
+        record = None
+        if key is not None:
+            record, key = _validate.key(key)
+        if embedding is None:
+            if key is None:
+                raise TypeError("expected an embedding (array_like of embedding_dim floats); "
+                                "None is allowed only with key=, for a key-only entry")
+            codes, units = np.zeros((1, self._encoder.n_words), np.uint64), None
+        else:
+            codes, units = self._prepare(embedding, ndim=1)
+            units = None if units is None else units[None, :]
+            codes = codes[None, :]
+        if key is None:
+            return self._store(codes, [response], ttl, units, name)[0]
+        return self._store_keyed(codes, [response], ttl, units, name, [(record, key)],
+                                 key_only=embedding is None)[0]
+
+    def put_batch(self, embeddings, responses, *, ttl=None, namespace=None, keys=None):
+        """``put`` for each row of ``embeddings`` with the matching response (and key).
 
         Returns the ids in row order. When the batch is larger than the free
         room, its later rows evict the least recently used entries, which may
-        be its own earlier rows.
+        be its own earlier rows. A key given twice in one batch leaves one
+        entry, holding the later row.
         """
+        name = _validate.namespace(namespace)
         codes, units = self._prepare(embeddings, ndim=2)
         _validate.batch_length(codes.shape[0], responses)
-        return self._store(codes, list(responses), ttl, units)
+        keyed = _validate.keys(keys, codes.shape[0])
+        if keyed is None:
+            return self._store(codes, list(responses), ttl, units, name)
+        return self._store_keyed(codes, list(responses), ttl, units, name, keyed)
 
-    def _store(self, codes, responses, ttl, units=None):
+    def _store(self, codes, responses, ttl, units, name):
         ttl = self._ttl if ttl is None else _validate.ttl(ttl)
-        m = codes.shape[0]
         with self._lock:
             self._check_open()
             now = self._now()
-            expires = _NO_EXPIRY if ttl is None else np.full(m, _validate.expiry(now, ttl))
-            if ttl is not None and not self._index.has_expiry:
-                self._index.enable_expiry()
-            self._purge(now)
-            self._reserve(m)
-            idx = self._index
-            fresh_before = idx.high_water
-            slots, ids, evicted = idx.insert(codes, expires, now)
-            self._evictions += evicted
-            if idx.high_water - fresh_before < m:
-                self._version += 1  # a slot a reader may be scanning was rewritten
-            if units is not None:
-                idx.store_copies(slots, units)
+            expires = self._expiry_times(codes.shape[0], ttl, now)
+            x = self._namespace_id(name)
+            flags = np.full(codes.shape[0], x, np.int32)
+            slots, ids = self._insert(codes, expires, flags, flags.view(np.uint32), units, now)
             items = self._responses._items
             for slot, response in zip(slots.tolist(), responses):
                 items[slot] = response
             return ids
+
+    def _store_keyed(self, codes, responses, ttl, units, name, keyed, key_only=False):
+        """``_store`` row by row, each row replacing the entry of its key when there is one."""
+        ttl = self._ttl if ttl is None else _validate.ttl(ttl)
+        hashes = np.array([key_hash(record) for record, _ in keyed], np.uint32)
+        with self._lock:
+            self._check_open()
+            now = self._now()
+            self._purge(now)  # an expired entry is not replaced: its key is free again
+            expires = self._expiry_times(codes.shape[0], ttl, now)
+            x = self._namespace_id(name)
+            if not self._index.has_keys:
+                self._index.enable_keys()
+            flags = np.full(1, x | K.KEYED | (K.KEY_ONLY if key_only else 0), np.int32)
+            if key_only and self._rescore:
+                units = np.eye(1, self._encoder.embedding_dim, dtype=np.float32)
+            ids = []
+            for i, (_, key) in enumerate(keyed):
+                h = hashes[i:i + 1]
+                row_exp = expires[i:i + 1] if expires.shape[0] else expires
+                row_units = None if units is None else units[i:i + 1]
+                s = self._keyed_slot(x, int(h[0]), key)
+                if s < 0:
+                    slots, new_ids = self._insert(codes[i:i + 1], row_exp, flags, h, row_units, now)
+                    s = int(slots[0])
+                    ids.append(new_ids[0])
+                    self._keys[s] = key
+                else:
+                    self._replace(s, codes[i], int(flags[0]), row_exp, row_units, now)
+                    ids.append(entry_id(self._index.gen.item(s), s))
+                self._responses[s] = responses[i]
+            return ids
+
+    def _expiry_times(self, m, ttl, now):
+        """Expiry time of each of ``m`` rows (empty: none expires); the lock is held."""
+        if ttl is None:
+            return _NO_EXPIRY
+        expires = np.full(m, _validate.expiry(now, ttl))  # raises before any change
+        if not self._index.has_expiry:
+            self._index.enable_expiry()
+        return expires
+
+    def _namespace_id(self, name):
+        """The id of ``name``, allotted and given table room if new; the lock is held."""
+        spaces = self._spaces
+        if spaces.due():
+            spaces.sweep(self._index.counts())
+        x = spaces.add(name)
+        if x > K.ID_MASK:
+            spaces.sweep(self._index.counts())
+            raise ValueError(f"this cache holds {K.ID_MASK:,} namespaces, the most it can; "
+                             "clear some with clear(namespace=...)")
+        if x >= self._index.namespace_slots:
+            self._index.reserve_namespace(x)
+            self._version += 1
+        return x
+
+    def _insert(self, codes, expires, flags, hashes, units, now):
+        """Store rows; returns their slots and ids; the lock is held."""
+        m = codes.shape[0]
+        self._purge(now)
+        self._reserve(m)
+        idx = self._index
+        fresh_before = idx.high_water
+        slots, ids, evicted = idx.insert(codes, expires, now, flags, hashes)
+        self._evictions += evicted
+        if idx.high_water - fresh_before < m:
+            self._version += 1  # a slot a reader may be scanning was rewritten
+        if units is not None:
+            idx.store_copies(slots, units)
+        if idx.has_keys:
+            keys = self._keys._items
+            for s in slots.tolist():
+                keys[s] = None  # an evicted entry's key, if it had one
+        return slots, ids
+
+    def _replace(self, slot, code, flags, expires, units, now):
+        """Rewrite the keyed entry in ``slot`` in place; the lock is held."""
+        self._purge(now)
+        self._reserve(0)
+        idx = self._index
+        expiry = float(expires[0]) if expires.shape[0] else np.inf
+        idx.replace(slot, code, flags, expiry, now)
+        if units is not None:
+            idx.store_copies(np.array([slot]), units)
+        self._version += 1
 
     def _reserve(self, m):
         """Grow the arrays so ``m`` more puts need no eviction, up to max_entries.
@@ -391,15 +567,36 @@ class BinarySemanticCache:
             if slot < 0:
                 return False
             self._index.release(slot)
-            self._responses[slot] = None
+            self._responses[slot] = self._keys[slot] = None
             self._version += 1
             return True
 
-    def clear(self):
-        """Remove every entry; the hit, miss and eviction counters are kept."""
+    def clear(self, namespace=_EVERYTHING):
+        """Remove every entry, or those of one ``namespace``; counters are kept."""
+        if namespace is _EVERYTHING:
+            with self._lock:
+                self._check_open()
+                self._reset()
+            return
+        x = self._space(namespace)
         with self._lock:
             self._check_open()
-            self._reset()
+            if x < 0:
+                return
+            self._reserve(0)
+            idx = self._index
+            slots = idx.namespace_slots_of(x)
+            idx.release_all(slots)
+            for s in slots.tolist():
+                self._responses[s] = self._keys[s] = None
+            self._version += 1
+
+    def namespaces(self):
+        """``{namespace: live entries}`` of every namespace holding any (None: the default)."""
+        with self._lock:
+            self._check_open()
+            self._purge(self._now())
+            return self._spaces.live(self._index.counts())
 
     def _purge(self, now):
         """Release expired entries; the lock is held."""
@@ -407,7 +604,7 @@ class BinarySemanticCache:
             return
         slots = self._index.purge(now)
         for s in slots:
-            self._responses[s] = None
+            self._responses[s] = self._keys[s] = None
         self._expirations += len(slots)
         self._version += 1
 
@@ -477,7 +674,7 @@ class BinarySemanticCache:
             self._closed = True
             # Empty arrays, not None: a lookup racing the close finds nothing, then raises.
             self._index = Index(self._encoder.n_words, 0)
-            self._responses = Responses(0)
+            self._responses = self._keys = Responses(0)
             self._version += 1
             mappings, self._mappings = self._mappings, []
         for mapping in mappings:
@@ -505,7 +702,8 @@ class BinarySemanticCache:
             self._purge(self._now())
             yield Snapshot(self._encoder, self._max, self._threshold, self._ttl, self._rescore,
                            self._rescore_k, (self._hits, self._misses, self._evictions,
-                                             self._expirations), self._index, self._responses)
+                                             self._expirations, self._exact_hits), self._index,
+                           self._responses, self._keys, self._spaces.names)
 
     @classmethod
     def _from_snapshot(cls, snapshot, *, clock=time.time, parallel=None, mappings=()):
@@ -514,7 +712,9 @@ class BinarySemanticCache:
                     ttl=snapshot.ttl, clock=clock, parallel=parallel, rescore=snapshot.rescore,
                     rescore_k=snapshot.rescore_k)
         cache._index, cache._responses = snapshot.index, snapshot.responses
-        cache._hits, cache._misses, cache._evictions, cache._expirations = snapshot.counters
+        cache._keys, cache._spaces = snapshot.keys, Namespaces(snapshot.names)
+        (cache._hits, cache._misses, cache._evictions, cache._expirations,
+         cache._exact_hits) = snapshot.counters
         cache._mappings = list(mappings)
         return cache
 
@@ -553,7 +753,8 @@ class BinarySemanticCache:
             return CacheStats(
                 size=self._index.size, max_size=self._max, hits=self._hits, misses=self._misses,
                 evictions=self._evictions, memory_bytes=self._index.nbytes,
-                hit_rate=self._hits / lookups if lookups else 0.0, expirations=self._expirations)
+                hit_rate=self._hits / lookups if lookups else 0.0, expirations=self._expirations,
+                exact_hits=self._exact_hits)
 
     def __repr__(self):
         if self._closed:

@@ -98,8 +98,9 @@ def import_v3(path, *, encoder, trust_pickle=False, max_entries=None):
     # Oldest use first, so the recency list ends in the saved order.
     order = np.argsort(records["last"], kind="stable")
     index = Index(encoder.n_words, min(capacity, max(count, 1)))
+    flags = np.zeros(count, np.int32)  # the default namespace, no keys
     slots, _, _ = index.insert(np.ascontiguousarray(records["codes"][order], dtype=np.uint64),
-                            np.zeros(0), 0.0)
+                               np.zeros(0), 0.0, flags, flags.view(np.uint32))
     index.created[slots] = records["created"][order]
     index.seen[slots] = records["last"][order].astype(np.float64) - records["created"][order]
     index.count[slots] = records["count"][order]
@@ -107,5 +108,6 @@ def import_v3(path, *, encoder, trust_pickle=False, max_entries=None):
     for slot, i in zip(slots.tolist(), order.tolist()):
         stored[slot] = responses[i]
     snapshot = Snapshot(encoder, capacity, float(header.get("similarity_threshold", 0.80)), None,
-                        None, 10, (0, 0, 0, 0), index, stored)
+                        None, 10, (0, 0, 0, 0, 0), index, stored, Responses(index.capacity),
+                        [None])
     return BinarySemanticCache._from_snapshot(snapshot)

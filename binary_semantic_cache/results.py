@@ -20,7 +20,11 @@ class CacheEntry:
     created_at, last_accessed : float
         Epoch seconds (from the cache's clock) of the put and the latest use.
     access_count : int
-        Hits this entry has served.
+        Hits this entry has served (a replace by key counts too).
+    namespace : str or None
+        The entry's namespace; None is the default one.
+    key : str, bytes or None
+        The exact key it was put with, as given, or None.
     """
 
     id: int
@@ -29,13 +33,16 @@ class CacheEntry:
     created_at: float
     last_accessed: float
     access_count: int
+    namespace: str | None = None
+    key: str | bytes | None = None
 
     def __repr__(self):
         text = repr(self.response)
         if len(text) > 60:
             text = text[:57] + "..."
+        where = "" if self.namespace is None else f", namespace={self.namespace!r}"
         return (f"CacheEntry(id={self.id}, similarity={self.similarity:.3f}, response={text}, "
-                f"access_count={self.access_count})")
+                f"access_count={self.access_count}{where})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +54,18 @@ class CacheStats:
     size, max_size : int
         Live entries, and the capacity before LRU eviction.
     hits, misses : int
-        Lookups (``get``/``get_batch``) that returned an entry, or did not.
+        Lookups (``get``, ``get_batch``, ``get_exact``) that returned an entry, or did not.
     evictions : int
         Entries removed to make room (least recently used).
     memory_bytes : int
-        Bytes held by the index arrays (codes and metadata), responses aside.
+        Bytes held by the index arrays (codes, metadata, namespace segments and key
+        table), responses, keys and namespace names aside.
     hit_rate : float
         ``hits / (hits + misses)``, 0.0 before the first lookup.
     expirations : int
         Entries removed because their time to live ran out.
+    exact_hits : int
+        The hits that ``get_exact`` served (counted in ``hits`` too).
     """
 
     size: int
@@ -66,3 +76,4 @@ class CacheStats:
     memory_bytes: int
     hit_rate: float
     expirations: int = 0
+    exact_hits: int = 0

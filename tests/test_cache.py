@@ -138,8 +138,10 @@ def test_stats_memory_and_repr(clock, vectors):
     cache.get(-vectors[0])
     stats = cache.stats()
     assert isinstance(stats, CacheStats)
-    # The documented record: 32 B of code, 32 B of metadata per slot at 256 bits.
-    assert stats.memory_bytes == 64 * 10
+    # The documented record: 32 B of code, 40 B of metadata per slot at 256 bits,
+    # 4 B per place in the namespace arena, 16 B per namespace id.
+    idx = cache._index
+    assert stats.memory_bytes == 72 * 10 + 4 * idx.seg[0].size + 16 * idx.namespace_slots
     assert (stats.size, stats.max_size, stats.hits, stats.misses, stats.evictions) == (
         10, 10, 1, 1, 0)
     assert stats.hit_rate == 0.5

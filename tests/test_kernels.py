@@ -78,10 +78,10 @@ def test_scan_top1_matches_naive(kind, n):
     rng = np.random.default_rng(n * 31 + len(kind))
     codes, gen, tick, q = make_scan_case(rng, 4, n, kind)
     want = naive.scan_top1(codes, n, q, gen, tick)
-    s, d = K._scan_top1(codes, n, q, gen, tick)
+    s, d = K._scan_top1(codes, n, q, gen, tick, zeros32(n), 0)
     assert (s, d if s >= 0 else None) == want
     for chunks in (1, 2, 3):
-        s, d = K._scan_top1_parallel(codes, n, q, gen, tick, chunks)
+        s, d = K._scan_top1_parallel(codes, n, q, gen, tick, zeros32(n), 0, chunks)
         assert (s, d if s >= 0 else None) == want
 
 
@@ -98,9 +98,9 @@ def test_scan_batch_matches_naive(kind, n):
         slots = np.empty(5, np.int64)
         dists = np.empty(5, np.int64)
         if run == "serial":
-            K._scan_batch(codes, n, queries, gen, tick, slots, dists)
+            K._scan_batch(codes, n, queries, gen, tick, zeros32(n), 0, slots, dists)
         else:
-            K._scan_batch_parallel(codes, n, queries, gen, tick, slots, dists, run)
+            K._scan_batch_parallel(codes, n, queries, gen, tick, zeros32(n), 0, slots, dists, run)
         got = [(s, d if s >= 0 else None) for s, d in zip(slots.tolist(), dists.tolist())]
         assert got == want
 
@@ -114,11 +114,11 @@ def test_topk_matches_naive(kind, k):
     slots = np.empty(k, np.int64)
     dists = np.empty(k, np.int64)
     want = naive.topk(codes, n, q, gen, tick, k)
-    found = K._topk(codes, n, q, gen, tick, slots, dists)
+    found = K._topk(codes, n, q, gen, tick, zeros32(n), 0, slots, dists)
     assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
     for chunks in (1, 2, 3):
         slots[:] = -1
-        found = K._topk_parallel(codes, n, q, gen, tick, slots, dists, chunks)
+        found = K._topk_parallel(codes, n, q, gen, tick, zeros32(n), 0, slots, dists, chunks)
         assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
 
 
@@ -127,7 +127,7 @@ def test_topk_matches_naive(kind, k):
 def test_scan_property_matches_naive(seed, n, n_words):
     rng = np.random.default_rng(seed)
     codes, gen, tick, q = make_scan_case(rng, n_words, n, "holes")
-    s, d = K._scan_top1(codes, n, q, gen, tick)
+    s, d = K._scan_top1(codes, n, q, gen, tick, zeros32(n), 0)
     assert (s, d if s >= 0 else None) == naive.scan_top1(codes, n, q, gen, tick)
 
 
@@ -142,22 +142,25 @@ def test_scan_accepts_read_only_and_memory_mapped_codes(tmp_path):
     view = np.load(tmp_path / "codes.npy", mmap_mode="r")
     assert not view.flags.writeable
     want = naive.scan_top1(codes, 3000, q, gen, tick)
-    assert K._scan_top1(view, 3000, q, gen, tick) == want
+    assert K._scan_top1(view, 3000, q, gen, tick, zeros32(3000), 0) == want
     frozen = codes.copy()
     frozen.flags.writeable = False
-    assert K._scan_top1(frozen, 3000, q, gen, tick) == want
+    assert K._scan_top1(frozen, 3000, q, gen, tick, zeros32(3000), 0) == want
 
 
 # ------------------------------------------------------------ slots and recency
 
 
-def insert(index, rng, now, expires=np.inf):
+def zeros32(n):
+    """Namespace ids of ``n`` slots, all in the default namespace."""
+    return np.zeros(n, np.int32)
+
+
+def insert(index, rng, now, expires=np.inf, flags=0, h=0):
     new = random_codes(rng, index.codes.shape[0], 1).T.copy()
-    slots, gens = np.empty(1, np.int64), np.empty(1, np.uint32)
-    evicted = K._insert(index.codes, new, np.array([expires]), index.prev, index.nxt, index.gen,
-                        index.tick, index.count, index.created, index.seen, index.exp,
-                        index.heap, index.hpos, index.state, now, slots, gens)
-    slot, gen = int(slots[0]), int(gens[0])
+    slots, ids, evicted = index.insert(new, np.array([expires]), now,
+                                       np.array([flags], np.int32), np.array([h], np.uint32))
+    slot, gen = int(slots[0]), ids[0] >> 32
     assert gen == index.gen[slot] and gen % 2 == 1
     return slot, evicted, new[0]
 
@@ -178,8 +181,7 @@ def test_slot_kernels_match_model(ops, capacity):
         if op.startswith("insert"):
             expires = now + 1 + arg % 7 + step * 1e-6 if op == "insert_ttl" else np.inf
             model.purge(now)
-            K._purge_expired(index.prev, index.nxt, index.gen, index.exp, index.heap,
-                             index.hpos, index.state, now, np.empty(capacity, np.int64))
+            index.purge(now)
             want_slot, want_evicted = model.insert(expires)
             slot, evicted, code = insert(index, rng, now, expires)
             assert (slot, evicted) == (want_slot, int(want_evicted is not None))
@@ -193,13 +195,9 @@ def test_slot_kernels_match_model(ops, capacity):
         elif op == "release" and live:
             s = live[arg % len(live)]
             model.release(s)
-            K._release(index.prev, index.nxt, index.gen, index.exp, index.heap, index.hpos,
-                       index.state, s)
+            index.release(s)
         elif op == "purge":
-            out = np.empty(capacity, np.int64)
-            m = K._purge_expired(index.prev, index.nxt, index.gen, index.exp, index.heap,
-                                 index.hpos, index.state, now + arg % 5, out)
-            assert out[:m].tolist() == model.purge(now + arg % 5)
+            assert index.purge(now + arg % 5) == model.purge(now + arg % 5)
         assert check_invariants(index) == model.recency()
         assert [int(index.gen[s]) for s in range(index.high_water)] == [
             model.gen[s] for s in range(model.high_water)]
@@ -265,10 +263,10 @@ def test_topk_buffer_compaction_and_ties_match_naive(kind, k):
     want = naive.topk(codes, n, q, gen, tick, k)
     slots = np.full(k, -1, np.int64)
     dists = np.empty(k, np.int64)
-    found = K._topk(codes, n, q, gen, tick, slots, dists)
+    found = K._topk(codes, n, q, gen, tick, zeros32(n), 0, slots, dists)
     assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
     slots[:] = -1
-    found = K._topk_parallel(codes, n, q, gen, tick, slots, dists, 2)
+    found = K._topk_parallel(codes, n, q, gen, tick, zeros32(n), 0, slots, dists, 2)
     assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
 
 
@@ -311,8 +309,7 @@ def built_index(ops, capacity, seed):
             K._touch(index.prev, index.nxt, index.tick, index.count, index.created, index.seen,
                      index.state, live[arg % len(live)], now)
         elif op == "release" and live:
-            K._release(index.prev, index.nxt, index.gen, index.exp, index.heap, index.hpos,
-                       index.state, live[arg % len(live)])
+            index.release(live[arg % len(live)])
     return index
 
 

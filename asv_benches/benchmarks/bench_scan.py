@@ -16,6 +16,7 @@ class Scan:
         self.rows = np.ascontiguousarray(self.codes.T)
         self.gen = np.ones(n, np.uint32)
         self.tick = np.arange(n, dtype=np.uint32)
+        self.ns = np.zeros(n, np.int32)
         self.q = rng.integers(0, 2**64, size=4, dtype=np.uint64, endpoint=False)
         self.queries = rng.integers(0, 2**64, size=(64, 4), dtype=np.uint64, endpoint=False)
         self.slots = np.empty(64, np.int64)
@@ -27,13 +28,14 @@ class Scan:
         self.time_batch64(n)
 
     def time_serial(self, n):
-        K._scan_top1(self.codes, n, self.q, self.gen, self.tick)
+        K._scan_top1(self.codes, n, self.q, self.gen, self.tick, self.ns, 0)
 
     def time_parallel(self, n):
-        K._scan_top1_parallel(self.codes, n, self.q, self.gen, self.tick, 2)
+        K._scan_top1_parallel(self.codes, n, self.q, self.gen, self.tick, self.ns, 0, 2)
 
     def time_numpy(self, n):
         bit_count(self.rows ^ self.q).sum(axis=1).argmin()
 
     def time_batch64(self, n):
-        K._scan_batch(self.codes, n, self.queries, self.gen, self.tick, self.slots, self.dists)
+        K._scan_batch(self.codes, n, self.queries, self.gen, self.tick, self.ns, 0, self.slots,
+                      self.dists)

@@ -17,6 +17,8 @@ class Snapshot:
     ttl: float | None
     rescore: str | None
     rescore_k: int
-    counters: tuple  # hits, misses, evictions, expirations
+    counters: tuple  # hits, misses, evictions, expirations, exact hits
     index: Index
     responses: Responses
+    keys: Responses  # the exact key of each keyed slot
+    names: list  # namespace name by id: None for the default, spaces.FREE for a free id

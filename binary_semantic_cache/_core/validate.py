@@ -183,3 +183,56 @@ def batch_length(n_embeddings, responses):
     if n != n_embeddings:
         raise ValueError(f"expected one response per embedding ({n_embeddings:,}), got "
                          f"{n:,} responses; pass lists of equal length")
+
+
+MAX_NAME_BYTES = 4096  # of a namespace or a key, UTF-8 encoded
+
+
+def namespace(value, what="namespace"):
+    """A namespace name: a str of at most 4 KiB in UTF-8, or None for the default."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected {what} as a str or None (the default namespace), got "
+                        f"{type(value).__name__}; pass a name such as {what}='tenant-42'")
+    if len(value) > MAX_NAME_BYTES // 4 and len(
+            value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ValueError(f"expected {what} of at most {MAX_NAME_BYTES:,} bytes in UTF-8, got "
+                         f"{len(value.encode('utf-8', 'surrogatepass')):,}; use a short name, "
+                         "e.g. a hash of what it stands for")
+    return str(value)
+
+
+def key(value, what="key"):
+    """``(tagged bytes, key)`` of an exact key: a str or bytes of at most 4 KiB."""
+    if isinstance(value, str):
+        record = b"s" + value.encode("utf-8", "surrogatepass")
+        value = str(value)
+    elif isinstance(value, bytes):
+        record = b"b" + value
+        value = bytes(value)
+    else:
+        raise TypeError(f"expected {what} as a str or bytes, got {type(value).__name__}; pass "
+                        "e.g. a hash of the normalised prompt, hashlib.sha256(p).hexdigest()")
+    if len(record) > MAX_NAME_BYTES + 1:
+        raise ValueError(f"expected {what} of at most {MAX_NAME_BYTES:,} bytes, got "
+                         f"{len(record) - 1:,}; pass a hash of it instead")
+    return record, value
+
+
+def keys(values, n):
+    """The ``keys=`` of a batch of ``n`` rows: None, or ``n`` str/bytes keys."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)):
+        raise TypeError("expected keys as a sequence of str or bytes keys, one per row, got a "
+                        f"single {type(values).__name__}; wrap it in a list")
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(f"expected keys as a sequence of str or bytes, one per row, or None, "
+                        f"got {type(values).__name__}") from None
+    if len(values) != n:
+        raise ValueError(f"expected {n} keys (one per row), got {len(values)}; pass keys of the "
+                         "same length as the embeddings")
+    return [key(v, f"keys[{i}]") for i, v in enumerate(values)]

@@ -2,7 +2,8 @@
 
 ``state`` describes the arrays they share; ``scan`` finds nearest codes, ``rescore``
 computes exact cosines of stored copies, ``slots`` keeps the recency list, expiry
-heap and free list. ``_core.index.Index`` is their one caller.
+heap and free list, ``spaces`` the namespace segments and the key table.
+``_core.index.Index`` is their one caller.
 """
 
 from .state import (  # noqa: F401
@@ -10,6 +11,12 @@ from .state import (  # noqa: F401
     HEAD,
     HEAPN,
     HW,
+    ID_MASK,
+    KEY_ONLY,
+    KEYED,
+    MTOP,
+    NS_BITS,
+    SCAN_MASK,
     SIZE,
     STATE_LEN,
     TAIL,
@@ -24,6 +31,10 @@ from .scan import (  # noqa: F401
     _better,
     _block_distances,
     _block_top1,
+    _gather_batch,
+    _gather_distance,
+    _gather_top1,
+    _gather_topk,
     _hamming,
     _kth_distance,
     _min4,
@@ -61,7 +72,25 @@ from .slots import (  # noqa: F401
     _purge_expired,
     _push_front,
     _release,
+    _release_all,
+    _replace,
     _stamp,
     _touch,
     _unlink,
+)
+from .spaces import (  # noqa: F401
+    BAD_KEYS,
+    BAD_NAMESPACE,
+    _check_spaces,
+    _grown_cap,
+    _home,
+    _key_add,
+    _key_find,
+    _key_rebuild,
+    _key_remove,
+    _ns_add,
+    _ns_compact,
+    _ns_remove,
+    _ns_room,
+    _ns_slots,
 )

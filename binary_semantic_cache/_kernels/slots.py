@@ -1,10 +1,15 @@
-"""Slot bookkeeping: the recency list, the expiry heap, the free list, and their check."""
+"""Slot bookkeeping: the recency list, the expiry heap, the free list, and their check.
+
+Taking a slot or giving one back also keeps its namespace's segment and the
+key table (``spaces``) in step.
+"""
 
 import numba
 import numpy as np
 
 from .._core.jit import JIT
-from .state import FREE, HEAD, HEAPN, HW, SIZE, TAIL, TICK, TICK_MAX
+from .spaces import _key_add, _key_remove, _ns_add, _ns_remove, _ns_room
+from .state import FREE, HEAD, HEAPN, HW, ID_MASK, KEY_ONLY, KEYED, SIZE, TAIL, TICK, TICK_MAX
 
 # ---------------------------------------------------------------- recency list
 
@@ -134,7 +139,8 @@ def _heap_remove(heap, hpos, exp, state, s):
 
 
 @numba.njit(**JIT)
-def _release(prev, nxt, gen, exp, heap, hpos, state, s):
+def _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart, nlen,
+             nkey, state, s):
     """Remove the live entry in slot ``s`` and put the slot on the free list."""
     _unlink(prev, nxt, state, s)
     gen[s] += np.uint32(1)
@@ -145,29 +151,51 @@ def _release(prev, nxt, gen, exp, heap, hpos, state, s):
     if exp.shape[0] > 0:
         _heap_remove(heap, hpos, exp, state, s)
         exp[s] = np.inf
+    x = ns[s] & ID_MASK
+    if ns[s] & KEY_ONLY:
+        nkey[x] -= 1
+    else:
+        _ns_remove(members, nstart, nlen, npos, x, s)
+    if ns[s] & KEYED:
+        _key_remove(ktable, khash, s)
 
 
 @numba.njit(**JIT)
-def _purge_expired(prev, nxt, gen, exp, heap, hpos, state, now, out):
+def _purge_expired(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
+                   nlen, nkey, state, now, out):
     """Release every entry whose expiry time is ``<= now``; slots go to ``out``."""
     m = 0
     while state[HEAPN] > 0 and exp[heap[0]] <= now:
         s = heap[0]
-        _release(prev, nxt, gen, exp, heap, hpos, state, s)
+        _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
+                 nlen, nkey, state, s)
         out[m] = s
         m += 1
     return m
 
 
 @numba.njit(**JIT)
-def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp, heap, hpos,
-            state, now, out_slot, out_gen):
-    """Store each row of ``new``; returns how many live entries were evicted.
+def _release_all(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
+                 nlen, nkey, state, slots):
+    """``_release`` each of ``slots``, all live."""
+    for s in slots:
+        _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
+                 nlen, nkey, state, s)
+
+
+@numba.njit(**JIT)
+def _insert(codes, new, new_exp, new_ns, new_kh, prev, nxt, gen, tick, count, created, seen,
+            exp, heap, hpos, ns, npos, khash, ktable, members, nstart, nlen, ncap, nkey, state,
+            now, out_slot, out_gen):
+    """Store each row of ``new``; returns ``(rows stored, live entries evicted)``.
 
     Row ``i`` goes to slot ``out_slot[i]`` at generation ``out_gen[i]`` (its
     entry id's parts: a later row of a large batch may take the same slot
-    again) and expires at ``new_exp[i]``; an empty ``new_exp`` means no row
-    expires.
+    again), expires at ``new_exp[i]`` (an empty ``new_exp``: no row expires)
+    and belongs to ``new_ns[i]`` (namespace id and flags), with key hash
+    ``new_kh[i]`` when it is ``KEYED``. Rows stop early, before any change
+    for the row, when its namespace's segment needs an arena compaction,
+    which the caller makes before passing the remaining rows again.
 
     A slot comes from the free list, then from never-used capacity, and only
     then from the least recently used entry. The caller sizes the arrays first.
@@ -175,6 +203,10 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
     capacity = codes.shape[1]
     evicted = 0
     for i in range(new.shape[0]):
+        x = new_ns[i] & ID_MASK
+        scannable = not new_ns[i] & KEY_ONLY
+        if scannable and not _ns_room(members, nstart, nlen, ncap, state, x):
+            return i, evicted
         s = state[FREE]
         if s >= 0:
             state[FREE] = nxt[s]
@@ -184,7 +216,8 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
             gen[s] = 0
         else:
             s = state[TAIL]
-            _release(prev, nxt, gen, exp, heap, hpos, state, s)
+            _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
+                     nlen, nkey, state, s)
             state[FREE] = nxt[s]
             evicted += 1
         for w in range(codes.shape[0]):
@@ -200,9 +233,51 @@ def _insert(codes, new, new_exp, prev, nxt, gen, tick, count, created, seen, exp
             exp[s] = new_exp[i] if new_exp.shape[0] > 0 else np.inf
             if exp[s] < np.inf:
                 _heap_push(heap, hpos, exp, state, s)
+        ns[s] = new_ns[i]
+        if scannable:
+            _ns_add(members, nstart, nlen, ncap, npos, state, x, s)
+        else:
+            npos[s] = -1
+            nkey[x] += 1
+        if new_ns[i] & KEYED:
+            _key_add(ktable, khash, s, new_kh[i])
         out_slot[i] = s
         out_gen[i] = gen[s]
-    return evicted
+    return new.shape[0], evicted
+
+
+@numba.njit(**JIT)
+def _replace(codes, code, flags, expires, prev, nxt, tick, count, created, seen, exp, heap,
+             hpos, ns, npos, members, nstart, nlen, ncap, nkey, state, now, s):
+    """Give the keyed entry in slot ``s`` a new code (none when ``flags`` has
+    ``KEY_ONLY``) and expiry, and count it as a use; its id and key stay.
+
+    Returns False, changing nothing, when its segment needs an arena
+    compaction first.
+    """
+    old = ns[s]
+    x = old & ID_MASK
+    to_scan = not flags & KEY_ONLY
+    if to_scan and old & KEY_ONLY:
+        if not _ns_room(members, nstart, nlen, ncap, state, x):
+            return False
+        nkey[x] -= 1
+        _ns_add(members, nstart, nlen, ncap, npos, state, x, s)
+    elif not to_scan and not old & KEY_ONLY:
+        _ns_remove(members, nstart, nlen, npos, x, s)
+        nkey[x] += 1
+    ns[s] = x | KEYED | (flags & KEY_ONLY)
+    if to_scan:
+        for w in range(codes.shape[0]):
+            codes[w, s] = code[w]
+    if exp.shape[0] > 0:
+        _heap_remove(heap, hpos, exp, state, s)
+        exp[s] = expires
+        if expires < np.inf:
+            _heap_push(heap, hpos, exp, state, s)
+    created[s] = now
+    _touch(prev, nxt, tick, count, created, seen, state, s, now)
+    return True
 
 
 # ---------------------------------------------------------------- loading

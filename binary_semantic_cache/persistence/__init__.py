@@ -28,6 +28,7 @@ from .. import _kernels as K
 from .._core.index import Index, entry_id
 from .._core.responses import Responses
 from .._core.snapshot import Snapshot
+from .._core.spaces import FREE
 from ..encoder import BinaryEncoder
 from ..errors import (
     CacheError,
@@ -105,27 +106,49 @@ def _serialise(snapshot, allow_pickle):
     """The two files' contents as lists of byte strings, while the snapshot holds still."""
     idx, enc = snapshot.index, snapshot.encoder
     slots = idx.high_water
+    members = idx.seg[0]
     header = F.Header(
         code_bits=enc.code_bits, n_words=enc.n_words, embedding_dim=enc.embedding_dim,
         has_expiry=idx.has_expiry, seed=enc.seed, count=idx.size, slots=slots,
         capacity=idx.capacity, max_entries=snapshot.max_entries, threshold=snapshot.threshold,
         ttl=snapshot.ttl, state=tuple(int(v) for v in idx.state), counters=snapshot.counters,
         projection_sha256=bytes.fromhex(enc.fingerprint[3]), rescore=snapshot.rescore,
-        rescore_k=snapshot.rescore_k)
-    records, offsets, at = [F.RESPONSES_MAGIC], np.zeros(slots + 1, "<u8"), len(F.RESPONSES_MAGIC)
-    live = idx.gen[:slots] % 2 == 1
+        rescore_k=snapshot.rescore_k, has_keys=idx.has_keys, key_buckets=idx.ktable.shape[0],
+        namespaces=idx.namespace_slots, arena=members.shape[0])
+    records, at = [F.RESPONSES_MAGIC], len(F.RESPONSES_MAGIC)
+    live = (idx.gen[:slots] % 2 == 1).tolist()
+    keyed = (idx.ns[:slots] & K.KEYED != 0).tolist()
+    offsets = {name: np.zeros(n + 1, "<u8") for name, n in (
+        ("resp_off", slots), ("key_off", slots), ("name_off", header.namespaces))}
     for s in range(slots):
-        offsets[s] = at
+        offsets["resp_off"][s] = at
         if live[s]:
             record = snapshot.responses.record(s, allow_pickle=allow_pickle,
                                                entry_id=entry_id(idx.gen[s], s))
             records.append(record)
             at += len(record)
-    offsets[slots] = at
+    offsets["resp_off"][slots] = at
+    for s in range(slots):
+        offsets["key_off"][s] = at
+        if live[s] and keyed[s]:
+            record = snapshot.keys.record(s, allow_pickle=False)
+            records.append(record)
+            at += len(record)
+    offsets["key_off"][slots] = at
+    names = snapshot.names
+    for x in range(header.namespaces):
+        offsets["name_off"][x] = at
+        name = names[x] if x < len(names) else FREE
+        if x and name is not FREE:
+            records.append(b"s" + name.encode("utf-8", "surrogatepass"))
+            at += len(records[-1])
+    offsets["name_off"][header.namespaces] = at
     layout, total = header.layout()
+    arrays = dict(offsets, members=members, **dict(zip(("nstart", "nlen", "ncap", "nkey"),
+                                                      idx.seg[1:])))
     parts, written = [header.pack()], F.HEADER_BYTES
     for name, (offset, dtype, shape) in layout.items():
-        array = offsets if name == "resp_off" else getattr(idx, name)
+        array = arrays[name] if name in arrays else getattr(idx, name)
         parts.append(b"\x00" * (offset - written))
         data = np.ascontiguousarray(array, dtype=dtype).tobytes()
         parts.append(data)
@@ -152,9 +175,9 @@ class Manifest:
             raise CorruptFileError(f"{file}: not a binary_semantic_cache manifest (expected "
                                    f"\"format\": \"{FORMAT}\")")
         version = manifest.get("version")
-        if type(version) is not int or version != F.VERSION:
+        if type(version) is not int or version not in F.READABLE:
             raise FormatVersionError(f"{file}: format version {version!r}, this release reads "
-                                     f"version {F.VERSION}; use the release that wrote it")
+                                     f"versions {F.READABLE}; use the release that wrote it")
         data, files, pickled = manifest.get("data"), manifest.get("files"), manifest.get("pickle")
         if not isinstance(data, str) or not DATA_NAME.match(data):
             raise CorruptFileError(f"{file}: data directory {str(data)[:80]!r} is not a "
@@ -257,9 +280,11 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
         # Every known problem is named above; this keeps the promise for any other.
         raise CorruptFileError(f"{path}: cannot load the saved cache ({type(exc).__name__}: "
                                f"{str(exc)[:200]})") from exc
+    offsets, key_offsets, names = offsets
     snapshot = Snapshot(encoder, header.max_entries, header.threshold, header.ttl,
                         header.rescore, header.rescore_k, header.counters, index,
-                        Responses(index.capacity, blob, offsets, allow_pickle))
+                        Responses(index.capacity, blob, offsets, allow_pickle),
+                        Responses(index.capacity, blob, key_offsets), names)
     # Outside the net: a bad clock or parallel is the caller's error, not the file's.
     return cls._from_snapshot(snapshot, clock=clock, parallel=parallel,
                               mappings=[entries, blob] if mmap else [])
@@ -277,11 +302,17 @@ def _parse(data, entries, blob, encoder, mapped):
     arrays = {name: np.frombuffer(entries, dtype, math.prod(shape), offset).reshape(shape)
               for name, (offset, dtype, shape) in layout.items()}
     offsets = arrays.pop("resp_off")
+    key_offsets = arrays.pop("key_off", np.full(offsets.shape, offsets[-1], offsets.dtype))
+    name_offsets = arrays.pop("name_off", np.full(2, offsets[-1], offsets.dtype))
+    every = np.concatenate([offsets, key_offsets, name_offsets])
     if len(blob) < len(F.RESPONSES_MAGIC) or bytes(memoryview(blob)[:8]) != F.RESPONSES_MAGIC or (
-            offsets.size and (offsets[0] != 8 or offsets[-1] != len(blob)
-                              or np.any(offsets[1:] < offsets[:-1]))):
+            every[0] != 8 or every[-1] != len(blob) or np.any(every[1:] < every[:-1])):
         raise CorruptFileError(f"{data / 'responses.bin'}: record offsets do not fit the file")
-    index = Index.from_arrays(arrays, header.state, mapped=mapped)
+    if header.version == 1:
+        index = Index.upgraded(arrays, header.state, mapped=mapped)
+    else:
+        index = Index.from_arrays(arrays, header.state, mapped=mapped)
+    names = _names(blob, name_offsets, index, where)
     # Kernels run without bounds checks: this one O(n) pass, made even with
     # verify=False, is what keeps a damaged file from crashing the process or
     # hanging it in a cycle. It can then give wrong answers at worst.
@@ -289,7 +320,27 @@ def _parse(data, entries, blob, encoder, mapped):
     if problem:
         raise CorruptFileError(f"{where}: {_SLOT_PROBLEMS[problem]} is inconsistent at slot "
                                f"{slot}; the file is damaged")
-    return header, encoder, index, offsets
+    return header, encoder, index, (offsets, key_offsets, names)
+
+
+def _names(blob, offsets, index, where):
+    """Namespace name of each id: None for the default, ``FREE`` for an unused id."""
+    names = [None]
+    for x in range(1, len(offsets) - 1):
+        raw = bytes(memoryview(blob)[int(offsets[x]):int(offsets[x + 1])])
+        if not raw:
+            names.append(FREE)
+        elif raw[:1] == b"s":
+            names.append(raw[1:].decode("utf-8", "surrogatepass"))
+        else:
+            raise CorruptFileError(f"{where}: the name of namespace {x} has tag {raw[:1]!r}")
+    counts = index.counts()
+    taken = [name for name in names if name is not FREE]
+    if len(set(taken)) != len(taken) or any(
+            names[x] is FREE for x in np.flatnonzero(counts).tolist()):
+        raise CorruptFileError(f"{where}: the namespace names repeat, or a namespace holding "
+                               "entries has none; the file is damaged")
+    return names
 
 
 _SLOT_PROBLEMS = {
@@ -297,6 +348,8 @@ _SLOT_PROBLEMS = {
     K.BAD_FREE: "the free list",
     K.BAD_HEAP: "the expiry heap (heap/hpos/exp)",
     K.BAD_NORM: "the norms of the stored int8 vectors",
+    K.BAD_NAMESPACE: "the namespace segments (ns/npos/members/nstart/nlen/ncap/nkey)",
+    K.BAD_KEYS: "the exact-key table (khash/ktable)",
 }
 
 
@@ -330,12 +383,13 @@ def inspect(path, *, verify=True):
     files = {name: {"bytes": manifest.sizes[name], "sha256": manifest.sums[name]}
              for name in FILES}
     return {
-        "path": str(path), "format_version": F.VERSION, "data": data.name,
+        "path": str(path), "format_version": header.version, "data": data.name,
         "encoder": {"embedding_dim": header.embedding_dim, "code_bits": header.code_bits,
                     "seed": header.seed, "projection_sha256": header.projection_sha256.hex()},
         "entries": header.count, "slots": header.slots, "capacity": header.max_entries,
         "threshold": header.threshold, "ttl": header.ttl, "rescore": header.rescore,
         "rescore_k": header.rescore_k, "pickle": manifest.pickle,
+        "namespace_ids": header.namespaces, "exact_keys": header.has_keys,
         "bytes_on_disk": sum(manifest.sizes.values()) + (path / MANIFEST).stat().st_size,
         "files": files, "checksums": "verified" if verify else "not checked",
     }

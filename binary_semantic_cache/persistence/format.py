@@ -7,12 +7,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _kernels as K
-from .._core.index import EXPIRY_ARRAYS, RESCORE, SLOT_ARRAYS
+from .._core.index import (
+    EXPIRY_ARRAYS,
+    NAMESPACE_ARRAYS,
+    RESCORE,
+    SLOT_ARRAYS,
+    SLOT_ARRAYS_V1,
+)
 from ..errors import ByteOrderError, CorruptFileError, FormatVersionError, TruncatedFileError
 
 MAGIC = b"BSCACHE\x00"
 RESPONSES_MAGIC = b"BSCRESP\x00"
-VERSION = 1
+VERSION = 2
+#: Versions this release reads; version 1 had no namespaces or keys.
+READABLE = (1, 2)
 BYTE_ORDER_MARK = 0x01020304
 HEADER_BYTES = 512
 ALIGN = 64
@@ -21,8 +29,10 @@ ALIGN = 64
 # seed, live entries, slots ever used, capacity (array length), max_entries, threshold,
 # ttl (NaN: none),
 # kernel state (8 x int64), hits, misses, evictions, expirations, sha256 of the projection,
-# rescore kind (index into RESCORE_KINDS), rescore_k
-_HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q4Q32sII")
+# rescore kind (index into RESCORE_KINDS), rescore_k; from version 2: exact hits (after
+# expirations), has_keys, key table buckets, namespace ids, namespace arena length
+_HEADER_V1 = struct.Struct("<8sIIIIIIQQQQQdd8q4Q32sII")
+_HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q5Q32sIIIQQQ")
 RESCORE_KINDS = (None, "int8", "float16", "float32")
 # Hits, misses, evictions and expirations: no cache reaches this, a damaged header may.
 _COUNTER_MAX = 2**62
@@ -46,6 +56,11 @@ class Header:
     projection_sha256: bytes
     rescore: str | None = None
     rescore_k: int = 10
+    has_keys: bool = False
+    key_buckets: int = 0
+    namespaces: int = 1
+    arena: int = 0
+    version: int = VERSION
 
     def pack(self):
         raw = _HEADER.pack(
@@ -54,7 +69,8 @@ class Header:
             self.max_entries,
             self.threshold, math.nan if self.ttl is None else self.ttl, *self.state,
             *(min(c, _COUNTER_MAX) for c in self.counters), self.projection_sha256,
-            RESCORE_KINDS.index(self.rescore), self.rescore_k)
+            RESCORE_KINDS.index(self.rescore), self.rescore_k, int(self.has_keys),
+            self.key_buckets, self.namespaces, self.arena)
         return raw.ljust(HEADER_BYTES, b"\x00")
 
     def layout(self):
@@ -63,7 +79,8 @@ class Header:
         offset = HEADER_BYTES
         # Codes are stored word-major, [n_words, capacity], as in memory.
         fields = [("codes", "<u8", (self.n_words, self.capacity))]
-        fields += [(name, dtype, (self.capacity,)) for name, dtype in SLOT_ARRAYS]
+        slot_arrays = SLOT_ARRAYS_V1 if self.version == 1 else SLOT_ARRAYS
+        fields += [(name, dtype, (self.capacity,)) for name, dtype in slot_arrays]
         if self.has_expiry:
             fields += [(name, dtype, (self.capacity,)) for name, dtype, _ in EXPIRY_ARRAYS]
         if self.rescore:
@@ -71,7 +88,16 @@ class Header:
             fields.append(("vectors", dtype, (self.capacity, self.embedding_dim)))
             if with_norm:
                 fields.append(("vnorm", "<f4", (self.capacity,)))
+        if self.version > 1:
+            if self.has_keys:
+                fields += [("khash", "<u4", (self.capacity,)),
+                           ("ktable", "<i4", (self.key_buckets,))]
+            fields += [(name, "<i4", (self.namespaces,)) for name in NAMESPACE_ARRAYS]
+            fields.append(("members", "<i4", (self.arena,)))
         fields.append(("resp_off", "<u8", (self.slots + 1,)))
+        if self.version > 1:
+            fields += [("key_off", "<u8", (self.slots + 1,)),
+                       ("name_off", "<u8", (self.namespaces + 1,))]
         for name, dtype, shape in fields:
             offset = -(-offset // ALIGN) * ALIGN
             arrays[name] = (offset, np.dtype(dtype), shape)
@@ -94,18 +120,24 @@ def unpack_header(raw, where):
             raise ByteOrderError(f"{where}: written with the opposite byte order; this "
                                  "reader expects little-endian files")
         raise CorruptFileError(f"{where}: byte-order mark {mark:#x} is neither order")
-    if version != VERSION:
+    if version not in READABLE:
         raise FormatVersionError(f"{where}: format version {version}, this release reads "
-                                 f"version {VERSION}; use the release that wrote it")
+                                 f"versions {READABLE}; use the release that wrote it")
+    if version == 1:
+        fields = _HEADER_V1.unpack_from(raw)
+        fields = fields[:26] + (0,) + fields[26:] + (0, 0, 1, 0)  # no exact hits, keys, names
+    else:
+        fields = _HEADER.unpack_from(raw)
     (code_bits, n_words, dim, has_expiry, seed, count, slots, capacity, max_entries, threshold,
      ttl) = fields[3:14]
-    state, counters, sha = fields[14:22], fields[22:26], fields[26]
-    kind, rescore_k = fields[27:29]
+    state, counters, sha = fields[14:22], fields[22:27], fields[27]
+    kind, rescore_k, has_keys, key_buckets, namespaces, arena = fields[28:34]
     if kind >= len(RESCORE_KINDS):
         raise CorruptFileError(f"{where}: unknown rescore kind {kind}")
     header = Header(code_bits, n_words, dim, bool(has_expiry), seed, count, slots, capacity,
                     max_entries, threshold, None if math.isnan(ttl) else ttl, state, counters, sha,
-                    RESCORE_KINDS[kind], rescore_k)
+                    RESCORE_KINDS[kind], rescore_k, bool(has_keys), key_buckets, namespaces, arena,
+                    version)
     _check(header, where)
     return header
 
@@ -134,5 +166,11 @@ def _check(h, where):
         problems.append(f"embedding_dim {h.embedding_dim}")
     if not 1 <= h.rescore_k <= 10_000:
         problems.append(f"rescore_k {h.rescore_k}")
+    if h.version > 1:
+        if not 1 <= h.namespaces <= K.ID_MASK + 1 or not 0 <= h.state[K.MTOP] <= h.arena < 2**31:
+            problems.append(f"{h.namespaces} namespace ids, arena {h.state[K.MTOP]} of {h.arena}")
+        if h.has_keys != (h.key_buckets > 0) or (h.has_keys and not h.capacity < h.key_buckets
+                                                 < 2**31):
+            problems.append(f"key table of {h.key_buckets} buckets for {h.capacity} slots")
     if problems:
         raise CorruptFileError(f"{where}: inconsistent header: " + "; ".join(problems))
