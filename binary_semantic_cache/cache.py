@@ -558,6 +558,7 @@ class BinarySemanticCache:
         capacity = min(self._max, max(need, 2 * idx.capacity))
         self._index = idx.grown(capacity)
         self._responses.grow(capacity)
+        self._keys.grow(capacity)
         self._version += 1
 
     def delete(self, entry_id):

@@ -140,8 +140,7 @@ def test_stats_memory_and_repr(clock, vectors):
     assert isinstance(stats, CacheStats)
     # The documented record: 32 B of code, 40 B of metadata per slot at 256 bits,
     # 4 B per place in the namespace arena, 16 B per namespace id.
-    idx = cache._index
-    assert stats.memory_bytes == 72 * 10 + 4 * idx.seg[0].size + 16 * idx.namespace_slots
+    assert stats.memory_bytes == 72 * 10 + namespace_bytes(cache)
     assert (stats.size, stats.max_size, stats.hits, stats.misses, stats.evictions) == (
         10, 10, 1, 1, 0)
     assert stats.hit_rate == 0.5
@@ -150,15 +149,15 @@ def test_stats_memory_and_repr(clock, vectors):
 
 
 @pytest.mark.parametrize("options, per_entry", [
-    ({"ttl": 60.0}, 64 + 16),  # expiry time, heap slot, heap position
-    ({"rescore": "int8"}, 64 + 64 + 4),  # 64-d int8 copy and its norm
-    ({"rescore": "float16"}, 64 + 128),
-    ({"rescore": "float32"}, 64 + 256),
+    ({"ttl": 60.0}, 72 + 16),  # expiry time, heap slot, heap position
+    ({"rescore": "int8"}, 72 + 64 + 4),  # 64-d int8 copy and its norm
+    ({"rescore": "float16"}, 72 + 128),
+    ({"rescore": "float32"}, 72 + 256),
 ])
 def test_memory_per_entry_is_the_documented_record(clock, vectors, options, per_entry):
     cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=8, clock=clock, **options)
     cache.put_batch(vectors[:8], list(range(8)))
-    assert cache.stats().memory_bytes == per_entry * 8
+    assert cache.stats().memory_bytes == per_entry * 8 + namespace_bytes(cache)
     assert repr(cache).endswith(f"ttl={options.get('ttl')}, rescore={options.get('rescore')!r}"
                                 + (", rescore_k=10)" if "rescore" in options else ")"))
 
@@ -181,7 +180,8 @@ def test_every_code_size_works(clock, vectors, bits):
     ids = cache.put_batch(vectors[:20], list(range(20)))
     for i in range(20):
         assert cache.get(vectors[i]).id == ids[i]
-    assert cache.stats().memory_bytes == cache._index.capacity * (bits // 8 + 32)
+    assert cache.stats().memory_bytes == cache._index.capacity * (bits // 8 + 40) + (
+        namespace_bytes(cache))
 
 
 def test_batches_match_one_at_a_time(clock, vectors):
@@ -292,3 +292,9 @@ def test_deleting_from_the_middle_of_the_expiry_heap_keeps_heap_order(clock, vec
         order += sorted(ttls[ids.index(i)] for i in gone)
         live -= gone
     assert order == [1, 3, 4, 10, 11, 12]
+
+
+def namespace_bytes(cache):
+    """Bytes beside the per-slot record: 4 per place in the namespace arena, 16 per id."""
+    idx = cache._index
+    return 4 * idx.seg[0].size + 16 * idx.namespace_slots

@@ -310,7 +310,7 @@ def test_version_byte_order_and_magic_are_checked(saved):
 def test_manifest_problems_are_named(saved):
     manifest = saved / "manifest.json"
     text = manifest.read_text()
-    manifest.write_text(text.replace('"version": 1', '"version": 2'))
+    manifest.write_text(text.replace('"version": 2', '"version": 3'))
     load_fails(saved, FormatVersionError)
     manifest.write_text(text[: len(text) // 2])
     load_fails(saved, CorruptFileError)
@@ -458,7 +458,7 @@ def run_bsc(*args):
 def test_bsc_inspect_and_migrate(tmp_path, saved):
     done = run_bsc("inspect", saved)
     assert done.returncode == 0, done.stderr
-    for text in ("format version   1", "embedding_dim=24 code_bits=256 seed=42",
+    for text in ("format version   2", "embedding_dim=24 code_bits=256 seed=42",
                  f"entries          {len(VECTORS)} of capacity 40", "checksums        verified"):
         assert text in done.stdout
     (data_dir(saved) / "entries.bin").write_bytes(b"junk")
