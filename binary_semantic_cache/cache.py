@@ -21,6 +21,7 @@ from .results import CacheEntry, CacheStats
 # Lock-free scans retried before a lookup takes the lock for its scan.
 _OPTIMISTIC_TRIES = 2
 _NO_EXPIRY = np.zeros(0)  # expiry times of rows put without a time to live
+_DEFAULT_ROW = np.zeros(1, np.int32)  # namespace and flags of one unkeyed row in the default
 _STALE = object()  # a lock-free scan read a segment a write was changing: scan again
 _EVERYTHING = object()  # clear()'s default: every namespace
 
@@ -109,6 +110,7 @@ class BinarySemanticCache:
         self._similarity = np.cos(np.pi * np.arange(encoder.code_bits + 1) / encoder.code_bits)
         self._similarity_list = self._similarity.tolist()  # a list indexes faster, per hit
         self._lock = threading.Lock()
+        self._row_flags, self._row_hash = np.zeros(1, np.int32), np.zeros(1, np.uint32)
         self._hits = self._misses = self._evictions = self._expirations = self._exact_hits = 0
         self._closed = False
         self._mappings = []  # a loaded file's mmaps, closed by close()
@@ -426,8 +428,8 @@ class BinarySemanticCache:
             codes = codes[None, :]
         if key is None:
             return self._store(codes, [response], ttl, units, name)[0]
-        return self._store_keyed(codes, [response], ttl, units, name, [(record, key)],
-                                 key_only=embedding is None)[0]
+        return self._store(codes, [response], ttl, units, name, [(record, key)],
+                           key_only=embedding is None)[0]
 
     def put_batch(self, embeddings, responses, *, ttl=None, namespace=None, keys=None):
         """``put`` for each row of ``embeddings`` with the matching response (and key).
@@ -441,55 +443,83 @@ class BinarySemanticCache:
         codes, units = self._prepare(embeddings, ndim=2)
         _validate.batch_length(codes.shape[0], responses)
         keyed = _validate.keys(keys, codes.shape[0])
-        if keyed is None:
-            return self._store(codes, list(responses), ttl, units, name)
-        return self._store_keyed(codes, list(responses), ttl, units, name, keyed)
+        return self._store(codes, list(responses), ttl, units, name, keyed)
 
-    def _store(self, codes, responses, ttl, units, name):
+    def _store(self, codes, responses, ttl, units, name, keyed=None, key_only=False):
+        """Store rows in namespace ``name``, each keyed row replacing its key's entry if any."""
         ttl = self._ttl if ttl is None else _validate.ttl(ttl)
+        m = codes.shape[0]
+        hashes = None if keyed is None else [key_hash(r) for r, _ in keyed]
         with self._lock:
             self._check_open()
             now = self._now()
-            expires = self._expiry_times(codes.shape[0], ttl, now)
-            x = self._namespace_id(name)
-            flags = np.full(codes.shape[0], x, np.int32)
-            slots, ids = self._insert(codes, expires, flags, flags.view(np.uint32), units, now)
+            self._purge(now)  # an expired entry is not replaced: its key is free again
+            expires = self._expiry_times(m, ttl, now)
+            x = 0 if name is None else self._namespace_id(name)
+            if keyed is None:
+                flags = _DEFAULT_ROW if x == 0 and m == 1 else np.full(m, x, np.int32)
+                slots, ids = self._insert(codes, expires, flags, flags.view(np.uint32), units,
+                                          now, False)
+            else:
+                if not self._index.has_keys:
+                    self._index.enable_keys()
+                if key_only and self._rescore:
+                    # Never scanned; a unit copy keeps the stored norms valid.
+                    units = np.eye(1, self._encoder.embedding_dim, dtype=np.float32)
+                flag = x | K.KEYED | (K.KEY_ONLY if key_only else 0)
+                if m == 1:  # buffers kept for the common single put; the lock guards them
+                    flags, self._row_flags[0] = self._row_flags, flag
+                    hashes, self._row_hash[0] = self._row_hash, hashes[0]
+                else:
+                    flags, hashes = np.full(m, flag, np.int32), np.array(hashes, np.uint32)
+                slots, ids = self._store_keyed(codes, expires, flags, hashes, units, keyed, now)
             items = self._responses._items
             for slot, response in zip(slots.tolist(), responses):
                 items[slot] = response
             return ids
 
-    def _store_keyed(self, codes, responses, ttl, units, name, keyed, key_only=False):
-        """``_store`` row by row, each row replacing the entry of its key when there is one."""
-        ttl = self._ttl if ttl is None else _validate.ttl(ttl)
-        hashes = np.array([key_hash(record) for record, _ in keyed], np.uint32)
-        with self._lock:
-            self._check_open()
-            now = self._now()
-            self._purge(now)  # an expired entry is not replaced: its key is free again
-            expires = self._expiry_times(codes.shape[0], ttl, now)
-            x = self._namespace_id(name)
-            if not self._index.has_keys:
-                self._index.enable_keys()
-            flags = np.full(1, x | K.KEYED | (K.KEY_ONLY if key_only else 0), np.int32)
-            if key_only and self._rescore:
-                units = np.eye(1, self._encoder.embedding_dim, dtype=np.float32)
-            ids = []
-            for i, (_, key) in enumerate(keyed):
-                h = hashes[i:i + 1]
-                row_exp = expires[i:i + 1] if expires.shape[0] else expires
-                row_units = None if units is None else units[i:i + 1]
-                s = self._keyed_slot(x, int(h[0]), key)
-                if s < 0:
-                    slots, new_ids = self._insert(codes[i:i + 1], row_exp, flags, h, row_units, now)
-                    s = int(slots[0])
-                    ids.append(new_ids[0])
-                    self._keys[s] = key
-                else:
-                    self._replace(s, codes[i], int(flags[0]), row_exp, row_units, now)
-                    ids.append(entry_id(self._index.gen.item(s), s))
-                self._responses[s] = responses[i]
-            return ids
+    def _store_keyed(self, codes, expires, flags, hashes, units, keyed, now):
+        """Insert rows, settling each whose key hash is already in the namespace; lock held.
+
+        Such a row replaces the entry when the keys are equal, and is stored
+        beside it when only the 32-bit hashes are.
+        """
+        m = codes.shape[0]
+        slots, ids, start = np.empty(m, np.int64), [], 0
+        while start < m:
+            if start:
+                rows = slice(start, m)
+                done, found, new_ids, _ = self._insert(
+                    codes[rows], expires[rows] if expires.shape[0] else expires, flags[rows],
+                    hashes[rows], None if units is None else units[rows], now, True,
+                    partial=True)
+            else:
+                done, found, new_ids, _ = self._insert(codes, expires, flags, hashes, units, now,
+                                                       True, partial=True)
+            slots[start:start + done] = found[:done]
+            ids += new_ids
+            for i in range(start, start + done):
+                self._keys[int(slots[i])] = keyed[i][1]
+            start += done
+            if start == m:
+                break
+            s, key = int(found[done]), keyed[start][1]
+            row = slice(start, start + 1)
+            if self._keys[s] == key and type(self._keys[s]) is type(key):
+                self._replace(s, codes[start], int(flags[start]), expires[row] if
+                              expires.shape[0] else expires,
+                              None if units is None else units[row], now)
+                ids.append(entry_id(self._index.gen.item(s), s))
+            else:  # another key with the same hash
+                one, new_ids = self._insert(codes[row], expires[row] if expires.shape[0] else
+                                            expires, flags[row], hashes[row],
+                                            None if units is None else units[row], now, False)
+                s = int(one[0])
+                ids += new_ids
+                self._keys[s] = key
+            slots[start] = s
+            start += 1
+        return slots, ids
 
     def _expiry_times(self, m, ttl, now):
         """Expiry time of each of ``m`` rows (empty: none expires); the lock is held."""
@@ -503,6 +533,9 @@ class BinarySemanticCache:
     def _namespace_id(self, name):
         """The id of ``name``, allotted and given table room if new; the lock is held."""
         spaces = self._spaces
+        x = spaces.find(name)
+        if x >= 0:
+            return x
         if spaces.due():
             spaces.sweep(self._index.counts())
         x = spaces.add(name)
@@ -515,23 +548,26 @@ class BinarySemanticCache:
             self._version += 1
         return x
 
-    def _insert(self, codes, expires, flags, hashes, units, now):
-        """Store rows; returns their slots and ids; the lock is held."""
+    def _insert(self, codes, expires, flags, hashes, units, now, check_keys, partial=False):
+        """Store rows: ``(slots, ids)``, or with ``partial`` ``(rows stored, slots, ids,
+        evicted)`` when ``check_keys`` may stop early; the lock is held."""
         m = codes.shape[0]
         self._purge(now)
         self._reserve(m)
         idx = self._index
         fresh_before = idx.high_water
-        slots, ids, evicted = idx.insert(codes, expires, now, flags, hashes)
+        done, slots, ids, evicted = idx.insert(codes, expires, now, flags, hashes, check_keys)
         self._evictions += evicted
-        if idx.high_water - fresh_before < m:
+        if idx.high_water - fresh_before < done:
             self._version += 1  # a slot a reader may be scanning was rewritten
         if units is not None:
-            idx.store_copies(slots, units)
+            idx.store_copies(slots[:done], units[:done])
         if idx.has_keys:
             keys = self._keys._items
-            for s in slots.tolist():
+            for s in slots[:done].tolist():
                 keys[s] = None  # an evicted entry's key, if it had one
+        if partial:
+            return done, slots, ids, evicted
         return slots, ids
 
     def _replace(self, slot, code, flags, expires, units, now):

@@ -99,7 +99,7 @@ def import_v3(path, *, encoder, trust_pickle=False, max_entries=None):
     order = np.argsort(records["last"], kind="stable")
     index = Index(encoder.n_words, min(capacity, max(count, 1)))
     flags = np.zeros(count, np.int32)  # the default namespace, no keys
-    slots, _, _ = index.insert(np.ascontiguousarray(records["codes"][order], dtype=np.uint64),
+    _, slots, _, _ = index.insert(np.ascontiguousarray(records["codes"][order], dtype=np.uint64),
                                np.zeros(0), 0.0, flags, flags.view(np.uint32))
     index.created[slots] = records["created"][order]
     index.seen[slots] = records["last"][order].astype(np.float64) - records["created"][order]

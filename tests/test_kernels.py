@@ -158,7 +158,7 @@ def zeros32(n):
 
 def insert(index, rng, now, expires=np.inf, flags=0, h=0):
     new = random_codes(rng, index.codes.shape[0], 1).T.copy()
-    slots, ids, evicted = index.insert(new, np.array([expires]), now,
+    _, slots, ids, evicted = index.insert(new, np.array([expires]), now,
                                        np.array([flags], np.int32), np.array([h], np.uint32))
     slot, gen = int(slots[0]), ids[0] >> 32
     assert gen == index.gen[slot] and gen % 2 == 1

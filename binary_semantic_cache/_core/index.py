@@ -331,35 +331,38 @@ class Index:
 
     # ------------------------------------------------------------ slot bookkeeping
 
-    def insert(self, codes, expires, now, flags, hashes):
-        """Store each row of ``codes``: ``(slots, entry ids, entries evicted)``.
+    def insert(self, codes, expires, now, flags, hashes, check_keys=False):
+        """Store rows of ``codes``: ``(rows stored, slots, entry ids, entries evicted)``.
 
         ``expires`` holds an expiry time per row, or is empty for rows that
         never expire; ``flags`` the namespace id and flags of each row and
         ``hashes`` its key hash (read for ``KEYED`` rows). The caller sizes
         the slot arrays first (``grown``); the arena is compacted here when
-        a segment needs it.
+        a segment needs it. With ``check_keys``, rows stop at the first
+        whose key hash is already in its namespace: ``slots`` then holds
+        that slot at that row, for the caller to settle.
         """
         m = codes.shape[0]
         slots = np.empty(m, np.int64)
         gens = np.empty(m, np.uint32)
-        done, evicted = self._insert(codes, expires, flags, hashes, now, slots, gens)
-        while done < m:
+        done, evicted = self._insert(codes, expires, flags, hashes, now, check_keys, slots, gens)
+        while done < m and slots[done] < 0:
             self.compact(int(flags[done]) & K.ID_MASK, m - done)
             more, ev = self._insert(codes[done:], expires[done:] if expires.shape[0] else expires,
-                                    flags[done:], hashes[done:], now, slots[done:], gens[done:])
+                                    flags[done:], hashes[done:], now, check_keys, slots[done:],
+                                    gens[done:])
             done += more
             evicted += ev
-        if m == 1:  # a single put: plain ints beat array arithmetic
-            return slots, [entry_id(gens.item(0), slots.item(0))], evicted
-        return slots, entry_ids(gens, slots), evicted
+        if done == 1:  # a single put: plain ints beat array arithmetic
+            return done, slots, [entry_id(gens.item(0), slots.item(0))], evicted
+        return done, slots, entry_ids(gens[:done], slots[:done]), evicted
 
-    def _insert(self, codes, expires, flags, hashes, now, slots, gens):
+    def _insert(self, codes, expires, flags, hashes, now, check_keys, slots, gens):
         members, nstart, nlen, ncap, nkey = self.seg
         return K._insert(self.codes, codes, expires, flags, hashes, self.prev, self.nxt, self.gen,
                          self.tick, self.count, self.created, self.seen, self.exp, self.heap,
                          self.hpos, self.ns, self.npos, self.khash, self.ktable, members, nstart,
-                         nlen, ncap, nkey, self.state, now, slots, gens)
+                         nlen, ncap, nkey, self.state, now, check_keys, slots, gens)
 
     def replace(self, slot, code, flags, expires, now):
         """New code (or none, with ``KEY_ONLY`` in ``flags``) and expiry for a keyed slot."""

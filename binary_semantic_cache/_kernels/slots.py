@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from .._core.jit import JIT
-from .spaces import _key_add, _key_remove, _ns_add, _ns_remove, _ns_room
+from .spaces import _key_add, _key_find, _key_remove, _ns_add, _ns_remove, _ns_room
 from .state import FREE, HEAD, HEAPN, HW, ID_MASK, KEY_ONLY, KEYED, SIZE, TAIL, TICK, TICK_MAX
 
 # ---------------------------------------------------------------- recency list
@@ -186,16 +186,21 @@ def _release_all(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, membe
 @numba.njit(**JIT)
 def _insert(codes, new, new_exp, new_ns, new_kh, prev, nxt, gen, tick, count, created, seen,
             exp, heap, hpos, ns, npos, khash, ktable, members, nstart, nlen, ncap, nkey, state,
-            now, out_slot, out_gen):
+            now, check_keys, out_slot, out_gen):
     """Store each row of ``new``; returns ``(rows stored, live entries evicted)``.
 
     Row ``i`` goes to slot ``out_slot[i]`` at generation ``out_gen[i]`` (its
     entry id's parts: a later row of a large batch may take the same slot
     again), expires at ``new_exp[i]`` (an empty ``new_exp``: no row expires)
     and belongs to ``new_ns[i]`` (namespace id and flags), with key hash
-    ``new_kh[i]`` when it is ``KEYED``. Rows stop early, before any change
-    for the row, when its namespace's segment needs an arena compaction,
-    which the caller makes before passing the remaining rows again.
+    ``new_kh[i]`` when it is ``KEYED``.
+
+    Rows stop early, before any change for the row, in two cases the caller
+    settles before passing the remaining rows again: its namespace's segment
+    needs an arena compaction (``out_slot[i]`` is -1), or, with
+    ``check_keys``, a live slot of its namespace has the same key hash
+    (``out_slot[i]`` is that slot and ``out_gen[i]`` is 0; the caller
+    compares the keys, then replaces that entry or stores the row unchecked).
 
     A slot comes from the free list, then from never-used capacity, and only
     then from the least recently used entry. The caller sizes the arrays first.
@@ -204,8 +209,15 @@ def _insert(codes, new, new_exp, new_ns, new_kh, prev, nxt, gen, tick, count, cr
     evicted = 0
     for i in range(new.shape[0]):
         x = new_ns[i] & ID_MASK
+        if check_keys and new_ns[i] & KEYED and ktable.shape[0] > 0:
+            found, _ = _key_find(ktable, khash, ns, new_kh[i], x, -1)
+            if found >= 0:
+                out_slot[i] = found
+                out_gen[i] = 0
+                return i, evicted
         scannable = not new_ns[i] & KEY_ONLY
         if scannable and not _ns_room(members, nstart, nlen, ncap, state, x):
+            out_slot[i] = -1
             return i, evicted
         s = state[FREE]
         if s >= 0:
