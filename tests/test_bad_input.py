@@ -22,7 +22,8 @@ def cache(clock):
 def snapshot(cache):
     idx = cache._index
     return (cache.stats(), check_invariants(idx), idx.codes.tobytes(), idx.tick.tobytes(),
-            list(cache._responses._items), cache._version)
+            list(cache._responses._items), cache._version, cache.namespaces(),
+            list(cache._spaces.names), idx.ktable.tobytes(), [a.tobytes() for a in idx.seg])
 
 
 good = np.ones(DIM)
@@ -48,6 +49,32 @@ CALLS = [
     ("get_batch", lambda c: c.get_batch(np.ones((2, 3))), ValueError, "length"),
     ("search k", lambda c: c.search(good, k=0), ValueError, "k between"),
     ("threshold setter", lambda c: setattr(c, "similarity_threshold", -2), ValueError, "-1, 1"),
+    ("get namespace type", lambda c: c.get(good, namespace=3), TypeError,
+     r"namespace as a str or None \(the default namespace\), got int"),
+    ("put namespace type", lambda c: c.put(good, "x", namespace=b"a"), TypeError,
+     r"namespace as a str or None \(.*\), got bytes"),
+    ("get_batch namespace", lambda c: c.get_batch(np.ones((2, DIM)), namespace=["a"]),
+     TypeError, "namespace"),
+    ("search namespace", lambda c: c.search(good, namespace=1.5), TypeError, "namespace"),
+    ("clear namespace", lambda c: c.clear(namespace=7), TypeError, "namespace"),
+    ("namespace too long", lambda c: c.put(good, "x", namespace="é" * 2049), ValueError,
+     "namespace of at most 4,096 bytes in UTF-8, got 4,098"),
+    ("put key type", lambda c: c.put(good, "x", key=42), TypeError, "key as a str or bytes, got int"),
+    ("put key bytearray", lambda c: c.put(good, "x", key=bytearray(b"k")), TypeError,
+     "key as a str or bytes, got bytearray"),
+    ("key too long", lambda c: c.put(good, "x", key=b"k" * 4097), ValueError,
+     "key of at most 4,096 bytes, got 4,097"),
+    ("get_exact key type", lambda c: c.get_exact(None), TypeError, "key as a str or bytes"),
+    ("get_exact namespace", lambda c: c.get_exact("k", namespace=0), TypeError, "namespace"),
+    ("put None without key", lambda c: c.put(None, "x"), TypeError, "only with key="),
+    ("put_batch keys length", lambda c: c.put_batch(np.ones((2, DIM)), ["a", "b"], keys=["k"]),
+     ValueError, r"expected 2 keys \(one per row\), got 1"),
+    ("put_batch keys one str", lambda c: c.put_batch(np.ones((2, DIM)), ["a", "b"], keys="kk"),
+     TypeError, "single str; wrap it in a list"),
+    ("put_batch keys bad row", lambda c: c.put_batch(np.ones((2, DIM)), ["a", "b"],
+                                                     keys=["k", 5]), TypeError, r"keys\[1\]"),
+    ("put_batch keys type", lambda c: c.put_batch(np.ones((2, DIM)), ["a", "b"], keys=7),
+     TypeError, "keys as a sequence"),
 ]
 
 

@@ -4,6 +4,7 @@ import hashlib
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from binary_semantic_cache import (
     TruncatedFileError,
     UnsafeResponseError,
 )
+from binary_semantic_cache import persistence
 from binary_semantic_cache._core.index import entry_id
 
 from .conftest import FakeClock, check_invariants, examples
@@ -52,19 +54,25 @@ def state(cache):
     """Everything observable about a cache, for comparing two of them."""
     idx = cache._index
     order = check_invariants(idx)
-    return (cache.stats(), [entry_id(idx.gen[s], s) for s in order],
+    return (cache.stats(), cache.namespaces(), [entry_id(idx.gen[s], s) for s in order],
             [(entry_id(idx.gen[s], s), cache._responses[s], float(idx.created[s]),
-              float(idx.seen[s]),
-              int(idx.count[s]), idx.codes[:, s].tolist()) for s in order])
+              float(idx.seen[s]), int(idx.count[s]), idx.codes[:, s].tolist(),
+              cache._entry(s, 1.0).namespace, cache._entry(s, 1.0).key) for s in order])
+
+
+SPACES = [None, "tenant", "ünï"]
+KEYS = ["k0", b"k0", "k1", "a" * 4096]
 
 
 def lookups(cache):
-    found = [cache.search(v, k=3) for v in VECTORS]
-    hits = [cache.get(v) for v in VECTORS]
-    return found, hits
+    found = [cache.search(v, k=3, namespace=n) for v in VECTORS for n in SPACES]
+    hits = [cache.get(v, namespace=n) for v in VECTORS for n in SPACES]
+    exact = [cache.get_exact(k, namespace=n) for k in KEYS for n in SPACES]
+    return found, hits, exact
 
 
-ops = st.lists(st.tuples(st.sampled_from(["put", "put_ttl", "get", "delete", "tick"]),
+ops = st.lists(st.tuples(st.sampled_from(["put", "put_ttl", "get", "delete", "tick", "put_ns",
+                                          "put_key_only", "get_exact", "clear_ns"]),
                          st.integers(0, len(VECTORS) - 1)), max_size=60)
 
 
@@ -84,6 +92,15 @@ def test_round_trip_is_exact(tmp_path_factory, ops, capacity, use_mmap):
             cache.get(VECTORS[k])
         elif op == "delete" and ids:
             cache.delete(ids[k % len(ids)])
+        elif op == "put_ns":
+            ids.append(cache.put(VECTORS[k], [k], namespace=SPACES[k % 3], key=KEYS[k % 4]))
+        elif op == "put_key_only":
+            ids.append(cache.put(None, f"exact {k}", namespace=SPACES[k % 3], key=KEYS[k % 4],
+                                 ttl=2.0 if k % 2 else None))
+        elif op == "get_exact":
+            cache.get_exact(KEYS[k % 4], namespace=SPACES[k % 3])
+        elif op == "clear_ns":
+            cache.clear(namespace=SPACES[k % 3])
         else:
             clock.advance(0.75)
     path = tmp_path_factory.mktemp("save")
@@ -96,6 +113,8 @@ def test_round_trip_is_exact(tmp_path_factory, ops, capacity, use_mmap):
     clock.advance(2)
     for k in range(0, len(VECTORS), 3):
         assert loaded.put(VECTORS[k], k) == cache.put(VECTORS[k], k)
+        kw = dict(namespace=SPACES[k % 3], key=KEYS[k % 4])
+        assert loaded.put(VECTORS[k], k, **kw) == cache.put(VECTORS[k], k, **kw)
     assert state(loaded) == state(cache)
 
 
@@ -224,7 +243,10 @@ def test_save_refuses_paths_it_would_clobber(tmp_path):
 @pytest.fixture
 def saved(tmp_path):
     cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=40, ttl=100)
-    cache.put_batch(VECTORS, [{"i": i} for i in range(len(VECTORS))])
+    cache.put_batch(VECTORS[4:], [{"i": i} for i in range(4, len(VECTORS))])
+    # Every section of the format: namespaces, keys of both types, a key-only entry.
+    cache.put_batch(VECTORS[:3], [0, 1, 2], namespace="tenant", keys=["a", b"b", "c"])
+    cache.put(None, 3, namespace="ünï", key="only a key")
     cache.save(tmp_path)
     return tmp_path
 
@@ -518,3 +540,64 @@ def test_a_loaded_cache_runs_on_the_kernels_already_compiled(tmp_path):
     for mmap in (True, False):
         use(BinarySemanticCache.load(tmp_path, mmap=mmap))
     assert compiled() == before
+
+
+V1_SAVE = Path(__file__).parent / "data" / "format-v1"
+V1_VECTORS = np.random.default_rng(3).standard_normal((10, 24))
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_a_version_1_save_still_loads_and_moves_on_to_version_2(tmp_path, use_mmap):
+    # Written by the release before namespaces: 8 of 9 entries left, one with a ttl.
+    path = tmp_path / "v1"
+    shutil.copytree(V1_SAVE, path)
+    before = digests(path)
+    cache = BinarySemanticCache.load(path, mmap=use_mmap)
+    assert cache.is_mapped is use_mmap
+    assert len(cache) == 8 and cache.namespaces() == {None: 8}
+    assert cache._index.check() == (0, -1)
+    got = [cache.get(v) for v in V1_VECTORS[:9]]
+    assert [g and g.response for g in got] == [
+        *(f"answer {i}" for i in range(3)), None, *(f"answer {i}" for i in range(4, 8)),
+        {"json": [1, 2]}]
+    assert all(g is None or (g.namespace, g.key) == (None, None) for g in got)
+    assert cache.stats().hits == 1 + 8
+    cache.put(V1_VECTORS[9], "new", namespace="n", key="k")
+    assert cache.get_exact("k", namespace="n").response == "new"
+    cache.save(tmp_path / "v2")
+    assert digests(path) == before  # loading never touches the old save
+    assert persistence.inspect(tmp_path / "v2")["format_version"] == 2
+    again = BinarySemanticCache.load(tmp_path / "v2", mmap=use_mmap)
+    assert again.namespaces() == {None: 8, "n": 1}
+    assert again.get_exact("k", namespace="n").response == "new"
+
+
+def field_offset(path, name):
+    """Byte offset of array ``name`` in a save's entries.bin, from its own header."""
+    from binary_semantic_cache.persistence import format as F
+
+    raw = (data_dir(path) / "entries.bin").read_bytes()
+    layout, _ = F.unpack_header(raw[:F.HEADER_BYTES], "test").layout()
+    return layout[name][0]
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("nlen", 10**6, "namespace segments"), ("members", 39, "namespace segments"),
+    ("ns", 5, "namespace segments"), ("ktable", 10**6, "exact-key table"),
+    ("khash", 12345, "exact-key table")])
+def test_damaged_namespace_and_key_sections_are_refused_even_without_verify(saved, name, value,
+                                                                           words):
+    import struct
+
+    file = data_dir(saved) / "entries.bin"
+    full = bytearray(file.read_bytes())
+    at = field_offset(saved, name)
+    if name == "ktable":  # the first bucket that holds a slot
+        at += 4 * next(i for i in range(64) if struct.unpack_from("<i", full, at + 4 * i)[0] >= 0)
+    if name == "khash":
+        at += 4 * 12  # the first keyed entry's slot: after the 12 in the default namespace
+    struct.pack_into("<i" if name != "khash" else "<I", full, at, value)
+    file.write_bytes(bytes(full))
+    rewrite_manifest(saved)
+    message = load_fails(saved, CorruptFileError, verify=False)
+    assert words in message

@@ -116,3 +116,62 @@ def test_a_reader_inside_a_scan_does_not_block_other_readers():
     # lookup until it ended.
     assert completed >= 3
     assert slots[:5].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_namespaces_stay_apart_under_mixed_threads():
+    """Puts (keyed or not), gets, exact gets and clears across namespaces for 2 s."""
+    spaces = [None, "a", "b", "c"]
+    per = 300
+    vectors = np.random.default_rng(2).standard_normal((per, DIM))
+    # The same vectors in every namespace: only the partition tells the answers apart.
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=500, similarity_threshold=0.95)
+    counts = [0] * 4
+
+    def work(t, deadline):
+        rng = np.random.default_rng(10 + t)
+        for step in range(50_000):
+            if time.monotonic() > deadline:
+                break
+            name = spaces[int(rng.integers(4))]
+            k = int(rng.integers(per))
+            op = rng.random()
+            if op < 0.35:
+                cache.put(vectors[k], (name, k), namespace=name,
+                          key=f"q{k}" if rng.random() < 0.5 else None)
+            elif op < 0.7:
+                hit = cache.get(vectors[k], namespace=name)
+                assert hit is None or (hit.namespace, hit.response) == (name, (name, k))
+            elif op < 0.9:
+                hit = cache.get_exact(f"q{k}", namespace=name)
+                assert hit is None or (hit.namespace, hit.key, hit.response) == (
+                    name, f"q{k}", (name, k))
+            elif op < 0.995:
+                found = cache.get_batch(vectors[k:k + 4], namespace=name)
+                assert all(e is None or e.response == (name, k + i) for i, e in enumerate(found))
+            else:
+                cache.clear(namespace=name)
+            counts[t] += 1
+
+    run_threads(work, 4, seconds=2.0)
+    order = check_invariants(cache._index)
+    assert cache._index.check() == (0, -1)
+    live = cache.namespaces()
+    assert sum(live.values()) == len(cache) == len(order) <= 500
+    for name in live:
+        for e in cache.search(vectors[0], k=500, namespace=name):
+            assert e.namespace == name and e.response[0] == name
+    assert min(counts) > 0
+
+
+def test_racing_puts_of_one_key_leave_one_entry():
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=100)
+    vectors = np.random.default_rng(3).standard_normal((4, DIM))
+    ids = [set() for _ in range(4)]
+
+    def work(t, deadline):
+        for _ in range(300):
+            ids[t].add(cache.put(vectors[t], t, key="the same prompt", namespace="n"))
+
+    run_threads(work, 4, seconds=30.0)
+    assert len(cache) == 1 and set.union(*ids) == {next(iter(ids[0]))}
+    assert cache.get_exact("the same prompt", namespace="n").response in range(4)
