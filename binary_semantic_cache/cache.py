@@ -270,7 +270,10 @@ class BinarySemanticCache:
         idx, start = self._index, -1
         while True:
             s, bucket = idx.find_key(h, x, start)
-            if s < 0 or self._keys[s] == key and type(self._keys[s]) is type(key):
+            if s < 0:
+                return s
+            stored = self._keys[s]
+            if stored == key and type(stored) is type(key):
                 return s
             start = bucket + 1  # another key with the same 32-bit hash
 

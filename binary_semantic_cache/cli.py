@@ -64,6 +64,8 @@ def _parser():
                        help="skip cache.get and put throughput at 100k entries")
     bench.add_argument("--persistence", action="store_true",
                        help="also time save and load of 1M entries")
+    bench.add_argument("--namespaces", action="store_true",
+                       help="also time 1,000 namespaces of 1,000 keyed entries each")
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG of latency against size")
 
@@ -164,7 +166,7 @@ def _bench(args):
 
     sizes = (10_000, 100_000) if args.quick else args.sizes
     results = bench.run(sizes, runs=args.runs, end_to_end=not args.no_end_to_end,
-                        persistence=args.persistence)
+                        persistence=args.persistence, namespaces=args.namespaces)
     bench.report(results)
     if args.json:
         with open(args.json, "w") as f:

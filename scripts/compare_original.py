@@ -2,6 +2,12 @@
 
     python scripts/compare_original.py --json docs/results/versus-original.json
 
+With ``--against DIR`` the other side is instead an earlier checkout of this
+library (``git worktree add DIR <commit>``), to show what a change cost:
+
+    python scripts/compare_original.py --against /tmp/before \
+        --json docs/results/versus-before-namespaces.json
+
 Both libraries import as ``binary_semantic_cache``, so each runs in a worker
 process of its own, on the same data (same seed). The driver asks the two
 workers in turn, in a fresh random order every round, for a batch of timed
@@ -88,7 +94,7 @@ class Worker:
     def __init__(self, which, site, entries, dim, seed):
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
-        if which == "original":
+        if which != "ours":
             env["PYTHONPATH"] = str(site)
         cwd = Path(__file__).resolve().parent  # not the checkout root: no stray import path
         self.which = which
@@ -115,10 +121,10 @@ class Worker:
                 self.proc.wait(timeout=60)
 
 
-def compare(site, *, entries, dim, rounds, calls, seed):
+def compare(site, *, entries, dim, rounds, calls, seed, other="original"):
     workers = {}
     try:
-        for which in ("ours", "original"):
+        for which in ("ours", other):
             workers[which] = Worker(which, site, entries, dim, seed)
         per_round = {"get_us": {w: [] for w in workers}, "puts_per_second": {w: [] for w in workers}}
         rng = random.Random(seed)
@@ -133,9 +139,10 @@ def compare(site, *, entries, dim, rounds, calls, seed):
     finally:
         for worker in workers.values():
             worker.close()
-    ours, orig = per_round["get_us"]["ours"], per_round["get_us"]["original"]
-    put_ours, put_orig = per_round["puts_per_second"]["ours"], per_round["puts_per_second"]["original"]
+    ours, orig = per_round["get_us"]["ours"], per_round["get_us"][other]
+    put_ours, put_orig = per_round["puts_per_second"]["ours"], per_round["puts_per_second"][other]
     return {"entries": entries, "dim": dim, "rounds": rounds, "calls_per_round": calls,
+            "against": other,
             "per_round": per_round,
             "get_time_ratio": [a / b for a, b in zip(ours, orig)],
             "put_rate_ratio": [a / b for a, b in zip(put_ours, put_orig)]}
@@ -155,22 +162,29 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--original-dir", type=Path,
                         default=Path.home() / ".cache" / "bsc-original-1.0.1")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="an earlier checkout of this library, compared instead of the "
+                             "original")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     if min(args.entries, args.dim, args.rounds, args.calls) < 1:
         parser.error("expected --entries, --dim, --rounds and --calls of at least 1")
-    site = install_original(args.original_dir)
+    if args.against is not None and not (args.against / "binary_semantic_cache").is_dir():
+        parser.error(f"expected --against as a checkout holding binary_semantic_cache/, got "
+                     f"{args.against}")
+    other = "original" if args.against is None else "earlier"
+    site = install_original(args.original_dir) if args.against is None else args.against
     result = compare(site, entries=args.entries, dim=args.dim, rounds=args.rounds,
-                     calls=args.calls, seed=args.seed)
+                     calls=args.calls, seed=args.seed, other=other)
     r = result["per_round"]
     print(f"{args.entries:,} entries, {args.dim}-d, 256-bit codes; {args.rounds} rounds of "
           f"{args.calls} calls each, the two libraries in turn (median, range over rounds)")
-    print(f"  get, us:       ours {spread(r['get_us']['ours'], '.1f')}, original "
-          f"{spread(r['get_us']['original'], '.1f')}; ours/original "
+    print(f"  get, us:       ours {spread(r['get_us']['ours'], '.1f')}, {other} "
+          f"{spread(r['get_us'][other], '.1f')}; ours/{other} "
           f"{spread(result['get_time_ratio'], '.3f')}")
-    print(f"  single puts/s: ours {spread(r['puts_per_second']['ours'], ',.0f')}, original "
-          f"{spread(r['puts_per_second']['original'], ',.0f')}; ours/original "
-          f"{spread(result['put_rate_ratio'], '.1f')}x")
+    print(f"  single puts/s: ours {spread(r['puts_per_second']['ours'], ',.0f')}, {other} "
+          f"{spread(r['puts_per_second'][other], ',.0f')}; ours/{other} "
+          f"{spread(result['put_rate_ratio'], '.2f')}x")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -113,3 +113,22 @@ def test_bit_count_without_numpy_2_matches_a_naive_count(monkeypatch):
     assert bench.bit_count(x).tolist() == want
     monkeypatch.delattr(np, "bitwise_count", raising=False)  # as on NumPy 1.x
     assert bench.bit_count(x).tolist() == want
+
+
+def test_namespace_benchmark_reports_every_figure_per_run(capsys):
+    from binary_semantic_cache.tools import bench_spaces
+
+    result = bench_spaces.measure_namespaces(runs=2, spaces=12, per_space=40, dim=24)
+    assert result["n"] == 480
+    for table in ("ratios", "puts_per_second", "bytes_per_entry", "load_seconds"):
+        assert result[table] and all(len(v) == 2 for v in result[table].values())
+    assert all(len(row["median_us"]) == 2 for row in result["latency"].values())
+    assert set(result["ratios"]) == {
+        "get in one namespace, grouped", "get in one namespace, interleaved",
+        "get in a different namespace each call, interleaved", "put with a key / put without"}
+    # Each figure is a ratio of two timings of this run, not a constant.
+    assert all(0 < v < 100 for values in result["ratios"].values() for v in values)
+    assert all(72 < v < 400 for v in sum(result["bytes_per_entry"].values(), []))
+    bench_spaces.report(result)
+    out = capsys.readouterr().out
+    assert "12 namespaces of 40 entries (480 in all)" in out and "get_exact" in out

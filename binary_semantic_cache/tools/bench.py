@@ -405,13 +405,17 @@ def measure_persistence(*, runs=3, n=1_000_000, dim=64, seed=0):
     return out
 
 
-def run(sizes, *, runs=3, end_to_end=True, persistence=False, seed=0):
+def run(sizes, *, runs=3, end_to_end=True, persistence=False, namespaces=False, seed=0):
     """Everything ``bsc bench`` measures, as one JSON-ready dict."""
     results = {"machine": machine(), "runs": runs, "scans": scans(sizes, runs=runs, seed=seed)}
     if end_to_end:
         results["end_to_end"] = measure_end_to_end(runs=runs, seed=seed)
     if persistence:
         results["persistence"] = measure_persistence(runs=runs, seed=seed)
+    if namespaces:
+        from .bench_spaces import measure_namespaces
+
+        results["namespaces"] = measure_namespaces(runs=runs, seed=seed)
     return results
 
 
@@ -506,6 +510,10 @@ def report(results, out=print):
         out(f"\n{p['n']:,} entries, {p['dim']}-d: seconds")
         for name, seconds in p["seconds"].items():
             out(f"  {name:<36} {spread(seconds, '.3f'):>24}")
+    if "namespaces" in results:
+        from .bench_spaces import report as report_spaces
+
+        report_spaces(results["namespaces"], out)
 
 
 def plot(results, path):
