@@ -1,5 +1,6 @@
 """The semantic cache: binary codes in, cached responses out."""
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -9,11 +10,11 @@ import numpy as np
 from . import _kernels as K
 from . import persistence
 from ._core import validate as _validate
-from ._core.index import INITIAL_CAPACITY, RESCORE, Index, entry_id, split_id
+from ._core.index import INITIAL_CAPACITY, RESCORE, Index, entry_id, key_table_size, split_id
 from ._core.jit import threads_for
 from ._core.responses import Responses
 from ._core.snapshot import Snapshot
-from ._core.spaces import Namespaces, key_hash
+from ._core.spaces import Namespaces, key_home, stored_key_record
 from .encoder import BinaryEncoder
 from .errors import CacheClosedError
 from .results import CacheEntry, CacheStats
@@ -22,6 +23,7 @@ from .results import CacheEntry, CacheStats
 _OPTIMISTIC_TRIES = 2
 _NO_EXPIRY = np.zeros(0)  # expiry times of rows put without a time to live
 _DEFAULT_ROW = np.zeros(1, np.int32)  # namespace and flags of one unkeyed row in the default
+_NO_HOME = np.zeros(1, np.int64)  # the key home of one unkeyed row (never read)
 _STALE = object()  # a lock-free scan read a segment a write was changing: scan again
 _EVERYTHING = object()  # clear()'s default: every namespace
 
@@ -110,7 +112,8 @@ class BinarySemanticCache:
         self._similarity = np.cos(np.pi * np.arange(encoder.code_bits + 1) / encoder.code_bits)
         self._similarity_list = self._similarity.tolist()  # a list indexes faster, per hit
         self._lock = threading.Lock()
-        self._row_flags, self._row_hash = np.zeros(1, np.int32), np.zeros(1, np.uint32)
+        self._row_flags, self._row_home = np.zeros(1, np.int32), np.zeros(1, np.int64)
+        self._salt = os.urandom(16)  # of the key hashes; saved with the cache
         self._hits = self._misses = self._evictions = self._expirations = self._exact_hits = 0
         self._closed = False
         self._mappings = []  # a loaded file's mmaps, closed by close()
@@ -221,18 +224,17 @@ class BinarySemanticCache:
         """
         record, key = _validate.key(key)
         x = self._space(namespace)
-        h = key_hash(record)
         with self._lock:
             self._check_open()
             now = self._now()
             self._purge(now)
-            s = self._keyed_slot(x, h, key) if x >= 0 else -1
+            s = self._keyed_slot(x, self._home(record), key) if x >= 0 else -1
             if s < 0:
                 self._misses += 1
                 return None
             response = self._responses[s]  # read before any bookkeeping
             self._exact_hits += 1
-            return self._hit(s, 1.0, response, now)
+            return self._hit(s, 1.0, response, now, x)
 
     def search(self, embedding, k=5, *, namespace=None):
         """The ``k`` nearest live entries of ``namespace``, best first, whatever their similarity.
@@ -254,10 +256,10 @@ class BinarySemanticCache:
             found = idx.topk(q, threads_for(idx.high_water, self._parallel), slots, dists, x)
             slots, dists = slots[:found], dists[:found]
             if not self._rescore:
-                return [self._entry(s, self._similarity[d]) for s, d in zip(slots, dists)]
+                return [self._entry(s, self._similarity[d], x=x) for s, d in zip(slots, dists)]
             cosines = idx.cosines(slots, unit)
             order = np.lexsort((-idx.tick[slots].astype(np.int64), -cosines))[:k]
-            return [self._entry(slots[i], cosines[i]) for i in order]
+            return [self._entry(slots[i], cosines[i], x=x) for i in order]
 
     def _space(self, namespace):
         """The index id of ``namespace``, -1 when it has never held an entry."""
@@ -265,17 +267,21 @@ class BinarySemanticCache:
             return 0
         return self._spaces.find(_validate.namespace(namespace))
 
-    def _keyed_slot(self, x, h, key):
+    def _home(self, record):
+        """The home bucket of a key's tagged bytes (0 before the first key); lock held."""
+        return key_home(record, self._salt, self._index.kslot.shape[0])
+
+    def _keyed_slot(self, x, home, key):
         """The live slot of ``key`` in namespace ``x``, or -1; the lock is held."""
         idx, start = self._index, -1
         while True:
-            s, bucket = idx.find_key(h, x, start)
+            s, bucket = idx.find_key(home, x, start)
             if s < 0:
                 return s
             stored = self._keys[s]
             if stored == key and type(stored) is type(key):
                 return s
-            start = bucket + 1  # another key with the same 32-bit hash
+            start = bucket + 1  # another key with the same home
 
     def _lookup(self, codes, units, threshold, x):
         now = self._purged_now()
@@ -328,19 +334,19 @@ class BinarySemanticCache:
             self._misses += 1
             return None
         idx = self._index
-        if idx.ns.item(slot) & K.SCAN_MASK != x or not idx.gen.item(slot) & 1:
+        if not idx.scannable(slot, x):
             return _STALE
         similarity = self._similarity_list[dist]
         if similarity < threshold or (idx.has_expiry and idx.exp[slot] <= now):
             self._misses += 1
             return None
-        return self._hit(slot, similarity, self._responses[slot], now)
+        return self._hit(slot, similarity, self._responses[slot], now, x)
 
-    def _hit(self, slot, similarity, response, now):
+    def _hit(self, slot, similarity, response, now, x):
         """Count a hit on ``slot`` whose response is already read; the lock is held."""
         self._index.touch(slot, now)
         self._hits += 1
-        return self._entry(slot, similarity, response)
+        return self._entry(slot, similarity, response, x)
 
     def _candidates(self, codes, slots, dists, x):
         """The best ``slots.shape[1]`` slots for each code (-1 where there are fewer)."""
@@ -360,8 +366,7 @@ class BinarySemanticCache:
         that fails to decode leaves recency and counters as they were.
         """
         idx = self._index
-        seen = slots[slots >= 0]
-        if np.any((idx.ns[seen] & K.SCAN_MASK != x) | (idx.gen[seen] & 1 == 0)):
+        if not all(idx.scannable(s, x) for s in slots[slots >= 0].tolist()):
             return _STALE
         found = []
         for i in range(slots.shape[0]):
@@ -377,7 +382,7 @@ class BinarySemanticCache:
                 self._misses += 1
                 out.append(None)
             else:
-                out.append(self._hit(*hit, now))
+                out.append(self._hit(*hit, now, x))
         return out
 
     def _best(self, slots, dists, unit):
@@ -388,18 +393,18 @@ class BinarySemanticCache:
         idx = self._index
         return idx.pick_best(slots, idx.cosines(slots, unit))
 
-    def _entry(self, slot, similarity, response=None):
+    def _entry(self, slot, similarity, response=None, x=0):
+        """The entry in ``slot``, of namespace id ``x``, as a :class:`CacheEntry`."""
         idx = self._index
         slot = int(slot)
         created = idx.created.item(slot)
-        ns = idx.ns.item(slot)
         return CacheEntry(
             id=entry_id(idx.gen.item(slot), slot),
             response=self._responses[slot] if response is None else response,
             similarity=float(similarity), created_at=created,
             last_accessed=created + idx.seen.item(slot), access_count=idx.count.item(slot),
-            namespace=self._spaces.names[ns & K.ID_MASK] if ns else None,
-            key=self._keys[slot] if ns & K.KEYED else None)
+            namespace=self._spaces.names[x] if x else None,
+            key=self._keys[slot] if idx.apos.item(slot) & K.KEYED else None)
 
     # ------------------------------------------------------------ writes
 
@@ -452,7 +457,6 @@ class BinarySemanticCache:
         """Store rows in namespace ``name``, each keyed row replacing its key's entry if any."""
         ttl = self._ttl if ttl is None else _validate.ttl(ttl)
         m = codes.shape[0]
-        hashes = None if keyed is None else [key_hash(r) for r, _ in keyed]
         with self._lock:
             self._check_open()
             now = self._now()
@@ -461,68 +465,135 @@ class BinarySemanticCache:
             x = 0 if name is None else self._namespace_id(name)
             if keyed is None:
                 flags = _DEFAULT_ROW if x == 0 and m == 1 else np.full(m, x, np.int32)
-                slots, ids = self._insert(codes, expires, flags, flags.view(np.uint32), units,
-                                          now, False)
+                _, slots, ids = self._insert(codes, expires, flags, flags.astype(np.int64)
+                                             if m > 1 else _NO_HOME, units, now)
             else:
                 if not self._index.has_keys:
-                    self._index.enable_keys()
+                    self._index.enable_keys(key_table_size(self._max))
                 if key_only and self._rescore:
                     # Never scanned; a unit copy keeps the stored norms valid.
                     units = np.eye(1, self._encoder.embedding_dim, dtype=np.float32)
-                flag = x | K.KEYED | (K.KEY_ONLY if key_only else 0)
+                flag = x | K.NEW_KEYED | (K.NEW_KEY_ONLY if key_only else 0)
                 if m == 1:  # buffers kept for the common single put; the lock guards them
                     flags, self._row_flags[0] = self._row_flags, flag
-                    hashes, self._row_hash[0] = self._row_hash, hashes[0]
+                    homes, self._row_home[0] = self._row_home, self._home(keyed[0][0])
                 else:
-                    flags, hashes = np.full(m, flag, np.int32), np.array(hashes, np.uint32)
-                slots, ids = self._store_keyed(codes, expires, flags, hashes, units, keyed, now)
+                    flags = np.full(m, flag, np.int32)
+                    homes = np.array([self._home(r) for r, _ in keyed], np.int64)
+                slots, ids = self._store_keyed(codes, expires, flags, homes, units, keyed, now)
             items = self._responses._items
             for slot, response in zip(slots.tolist(), responses):
                 items[slot] = response
             return ids
 
-    def _store_keyed(self, codes, expires, flags, hashes, units, keyed, now):
-        """Insert rows, settling each whose key hash is already in the namespace; lock held.
-
-        Such a row replaces the entry when the keys are equal, and is stored
-        beside it when only the 32-bit hashes are.
-        """
+    def _store_keyed(self, codes, expires, flags, homes, units, keyed, now):
+        """Insert rows, settling each whose key's home already holds an entry of the
+        namespace: it replaces that entry when the keys are equal, and is stored beside
+        it when only the homes are. The lock is held."""
         m = codes.shape[0]
-        slots, ids, start = np.empty(m, np.int64), [], 0
+        row_keys = [k for _, k in keyed]
+        slots, ids, start, check = np.empty(m, np.int64), [], 0, True
         while start < m:
-            if start:
-                rows = slice(start, m)
-                done, found, new_ids, _ = self._insert(
-                    codes[rows], expires[rows] if expires.shape[0] else expires, flags[rows],
-                    hashes[rows], None if units is None else units[rows], now, True,
-                    partial=True)
-            else:
-                done, found, new_ids, _ = self._insert(codes, expires, flags, hashes, units, now,
-                                                       True, partial=True)
-            slots[start:start + done] = found[:done]
+            rows = slice(start, m) if start else slice(None)
+            done, got, new_ids = self._insert(
+                codes[rows], expires[rows] if expires.shape[0] else expires, flags[rows],
+                homes[rows], None if units is None else units[rows], now, check,
+                row_keys[start:])
+            slots[start:start + done] = got[:done]
             ids += new_ids
-            for i in range(start, start + done):
-                self._keys[int(slots[i])] = keyed[i][1]
             start += done
             if start == m:
                 break
-            s, key = int(found[done]), keyed[start][1]
-            row = slice(start, start + 1)
-            if self._keys[s] == key and type(self._keys[s]) is type(key):
-                self._replace(s, codes[start], int(flags[start]), expires[row] if
-                              expires.shape[0] else expires,
+            signal, check = int(got[done]), True
+            if signal == -2:  # a run of the key table grew too long: another salt
+                self._rebuild_keys()
+                homes = np.array([self._home(r) for r, _ in keyed], np.int64)
+                continue
+            key = row_keys[start]
+            stored = self._keys[signal]
+            if stored == key and type(stored) is type(key):
+                row = slice(start, start + 1)
+                self._replace(signal, codes[start], bool(flags[start] & K.NEW_KEY_ONLY),
+                              expires[row] if expires.shape[0] else expires,
                               None if units is None else units[row], now)
-                ids.append(entry_id(self._index.gen.item(s), s))
-            else:  # another key with the same hash
-                one, new_ids = self._insert(codes[row], expires[row] if expires.shape[0] else
-                                            expires, flags[row], hashes[row],
-                                            None if units is None else units[row], now, False)
-                s = int(one[0])
-                ids += new_ids
-                self._keys[s] = key
-            slots[start] = s
-            start += 1
+                ids.append(entry_id(self._index.gen.item(signal), signal))
+                slots[start] = signal
+                start += 1
+            else:
+                check = False  # another key with the same home: store this row beside it
         return slots, ids
+
+    def _insert(self, codes, expires, flags, homes, units, now, check_keys=False,
+                row_keys=None):
+        """Store rows until one needs settling: ``(rows stored, slots, ids)``; lock held.
+
+        ``slots[rows stored]`` then says why (see ``Index.insert``). Keys of
+        evicted entries leave the key table, and the new rows' keys are kept.
+        """
+        m = codes.shape[0]
+        self._purge(now)
+        self._reserve(m)
+        idx = self._index
+        # The buckets of keys evicted in one kernel call stay until settled
+        # below: bound how many, so runs stay short.
+        step = max(1, self._max // 16) if idx.has_keys else m
+        slots, ids, done = np.empty(m, np.int64), [], 0
+        while done < m:
+            end = min(m, done + step)
+            part = slice(done, end) if done or end < m else slice(None)
+            fresh_before = idx.high_water
+            n, got, new_ids, evicted, victims = idx.insert(
+                codes[part], expires[part] if expires.shape[0] else expires, now, flags[part],
+                homes[part], check_keys)
+            self._evictions += evicted
+            if idx.high_water - fresh_before < n:
+                self._version += 1  # a slot a reader may be scanning was rewritten
+            if units is not None:
+                idx.store_copies(got[:n], units[part][:n])
+            if idx.has_keys:
+                self._settle_keys(got[:n], victims, None if row_keys is None
+                                  else row_keys[done:done + n])
+            slots[done:done + n] = got[:n]
+            ids += new_ids
+            if n < len(got):  # stopped at a row the caller settles
+                slots[done + n] = got[n]
+                return done + n, slots, ids
+            done = end
+        return done, slots, ids
+
+    def _settle_keys(self, slots, victims, keys):
+        """After an insert: drop evicted entries' keys from the table, keep the new rows'."""
+        stored = self._keys
+        gone, homes = [], []
+        for r, s in enumerate(slots.tolist()):
+            v = int(victims[r])
+            if v >= 0:  # in row order: an earlier row of this batch may be the one evicted
+                homes.append(self._home(stored_key_record(stored[v])))
+                gone.append(v)
+            stored[s] = None if keys is None else keys[r]
+        if gone:
+            self._index.remove_keys(homes, gone)
+
+    def _drop_keys(self, slots):
+        """Take the keys of ``slots`` out of the table and forget them; the lock is held."""
+        keyed = [s for s in slots if self._keys[s] is not None]
+        if keyed:
+            self._index.remove_keys(
+                [self._home(stored_key_record(self._keys[s])) for s in keyed], keyed)
+            for s in keyed:
+                self._keys[s] = None
+
+    def _rebuild_keys(self):
+        """Refill the key table under a new salt (a run grew too long); the lock is held."""
+        idx = self._index
+        live = [s for s in range(idx.high_water)
+                if idx.gen[s] & 1 and idx.apos[s] & K.KEYED]
+        for _ in range(16):
+            self._salt = os.urandom(16)
+            homes = [self._home(stored_key_record(self._keys[s])) for s in live]
+            if idx.fill_keys(homes, live):
+                return
+        raise RuntimeError("the key table keeps overflowing under fresh salts; report this")
 
     def _expiry_times(self, m, ttl, now):
         """Expiry time of each of ``m`` rows (empty: none expires); the lock is held."""
@@ -551,35 +622,13 @@ class BinarySemanticCache:
             self._version += 1
         return x
 
-    def _insert(self, codes, expires, flags, hashes, units, now, check_keys, partial=False):
-        """Store rows: ``(slots, ids)``, or with ``partial`` ``(rows stored, slots, ids,
-        evicted)`` when ``check_keys`` may stop early; the lock is held."""
-        m = codes.shape[0]
-        self._purge(now)
-        self._reserve(m)
-        idx = self._index
-        fresh_before = idx.high_water
-        done, slots, ids, evicted = idx.insert(codes, expires, now, flags, hashes, check_keys)
-        self._evictions += evicted
-        if idx.high_water - fresh_before < done:
-            self._version += 1  # a slot a reader may be scanning was rewritten
-        if units is not None:
-            idx.store_copies(slots[:done], units[:done])
-        if idx.has_keys:
-            keys = self._keys._items
-            for s in slots[:done].tolist():
-                keys[s] = None  # an evicted entry's key, if it had one
-        if partial:
-            return done, slots, ids, evicted
-        return slots, ids
-
-    def _replace(self, slot, code, flags, expires, units, now):
+    def _replace(self, slot, code, key_only, expires, units, now):
         """Rewrite the keyed entry in ``slot`` in place; the lock is held."""
         self._purge(now)
         self._reserve(0)
         idx = self._index
         expiry = float(expires[0]) if expires.shape[0] else np.inf
-        idx.replace(slot, code, flags, expiry, now)
+        idx.replace(slot, code, key_only, expiry, now)
         if units is not None:
             idx.store_copies(np.array([slot]), units)
         self._version += 1
@@ -606,8 +655,9 @@ class BinarySemanticCache:
             slot = self._live_slot(entry_id, self._now())
             if slot < 0:
                 return False
+            self._drop_keys([slot])
             self._index.release(slot)
-            self._responses[slot] = self._keys[slot] = None
+            self._responses[slot] = None
             self._version += 1
             return True
 
@@ -626,9 +676,10 @@ class BinarySemanticCache:
             self._reserve(0)
             idx = self._index
             slots = idx.namespace_slots_of(x)
+            self._drop_keys(slots.tolist())
             idx.release_all(slots)
             for s in slots.tolist():
-                self._responses[s] = self._keys[s] = None
+                self._responses[s] = None
             self._version += 1
 
     def namespaces(self):
@@ -642,9 +693,10 @@ class BinarySemanticCache:
         """Release expired entries; the lock is held."""
         if not self._index.expiry_due(now):
             return
-        slots = self._index.purge(now)
+        slots, keyed = self._index.purge(now)
+        self._drop_keys([s for s, k in zip(slots, keyed) if k])
         for s in slots:
-            self._responses[s] = self._keys[s] = None
+            self._responses[s] = None
         self._expirations += len(slots)
         self._version += 1
 
@@ -743,7 +795,7 @@ class BinarySemanticCache:
             yield Snapshot(self._encoder, self._max, self._threshold, self._ttl, self._rescore,
                            self._rescore_k, (self._hits, self._misses, self._evictions,
                                              self._expirations, self._exact_hits), self._index,
-                           self._responses, self._keys, self._spaces.names)
+                           self._responses, self._keys, self._spaces.names, self._salt)
 
     @classmethod
     def _from_snapshot(cls, snapshot, *, clock=time.time, parallel=None, mappings=()):
@@ -753,6 +805,7 @@ class BinarySemanticCache:
                     rescore_k=snapshot.rescore_k)
         cache._index, cache._responses = snapshot.index, snapshot.responses
         cache._keys, cache._spaces = snapshot.keys, Namespaces(snapshot.names)
+        cache._salt = snapshot.salt
         (cache._hits, cache._misses, cache._evictions, cache._expirations,
          cache._exact_hits) = snapshot.counters
         cache._mappings = list(mappings)

@@ -16,6 +16,7 @@ sense with the encoder that produced them.
 """
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -99,8 +100,9 @@ def import_v3(path, *, encoder, trust_pickle=False, max_entries=None):
     order = np.argsort(records["last"], kind="stable")
     index = Index(encoder.n_words, min(capacity, max(count, 1)))
     flags = np.zeros(count, np.int32)  # the default namespace, no keys
-    _, slots, _, _ = index.insert(np.ascontiguousarray(records["codes"][order], dtype=np.uint64),
-                               np.zeros(0), 0.0, flags, flags.view(np.uint32))
+    _, slots, _, _, _ = index.insert(np.ascontiguousarray(records["codes"][order],
+                                                          dtype=np.uint64),
+                                     np.zeros(0), 0.0, flags, flags.astype(np.int64))
     index.created[slots] = records["created"][order]
     index.seen[slots] = records["last"][order].astype(np.float64) - records["created"][order]
     index.count[slots] = records["count"][order]
@@ -109,5 +111,5 @@ def import_v3(path, *, encoder, trust_pickle=False, max_entries=None):
         stored[slot] = responses[i]
     snapshot = Snapshot(encoder, capacity, float(header.get("similarity_threshold", 0.80)), None,
                         None, 10, (0, 0, 0, 0, 0), index, stored, Responses(index.capacity),
-                        [None])
+                        [None], os.urandom(16))
     return BinarySemanticCache._from_snapshot(snapshot)

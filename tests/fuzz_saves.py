@@ -54,6 +54,10 @@ def base_saves(work):
             cache.get(x[i])
         for entry_id in ids[1:8:3]:
             cache.delete(entry_id)
+        # Namespaces and exact keys, so their arrays and the key table are in the file.
+        cache.put_batch(x[:3] + 0.5, ["n0", "n1", "n2"], namespace="tenant", keys=["a", "b", "c"])
+        cache.put(None, "key only", namespace="other", key=b"k", ttl=15)
+        cache.put(x[5], "keyed", key="d")
         path = work / name
         cache.save(path)
         data = next(p for p in path.iterdir() if p.name.startswith("data-"))
@@ -108,7 +112,7 @@ def corrupt(raw, rng):
     return bytes(raw), f"{field}: {old!r} -> {value!r}"
 
 
-_STRUCT = {("i", 1): "b", ("u", 2): "H", ("i", 4): "i", ("u", 4): "I", ("i", 8): "q",
+_STRUCT = {("i", 1): "b", ("u", 1): "B", ("u", 2): "H", ("i", 4): "i", ("u", 4): "I", ("i", 8): "q",
            ("u", 8): "Q", ("f", 4): "f", ("f", 8): "d"}
 
 
@@ -136,7 +140,8 @@ def operate(cache, clock, rng, scratch, trace):
     ids = []
     for _ in range(100):
         op = rng.choice(["get", "get", "get_batch", "search", "put", "put_ttl", "put_batch",
-                         "delete", "advance", "len", "stats", "contains", "save"])
+                         "delete", "advance", "len", "stats", "contains", "save", "get_ns",
+                         "get_exact", "put_key", "clear_ns", "namespaces"])
         trace.append(op)
         x = np.random.default_rng(rng.randrange(1 << 30)).standard_normal((3, DIM))
         try:
@@ -163,6 +168,19 @@ def operate(cache, clock, rng, scratch, trace):
                 cache.stats()
             elif op == "contains":
                 rng.randrange(1 << 40) in cache
+            elif op == "get_ns":
+                cache.get(x[0], threshold=-1.0, namespace=rng.choice(["tenant", "other", "x"]))
+            elif op == "get_exact":
+                cache.get_exact(rng.choice(["a", "b", "c", "d", b"k"]),
+                                namespace=rng.choice([None, "tenant", "other"]))
+            elif op == "put_key":
+                ids.append(cache.put(None if rng.random() < 0.3 else x[0], "keyed",
+                                     key=rng.choice(["a", "d", "new"]),
+                                     namespace=rng.choice([None, "tenant", "other"])))
+            elif op == "clear_ns":
+                cache.clear(namespace=rng.choice([None, "tenant", "other"]))
+            elif op == "namespaces":
+                cache.namespaces()
             elif op == "save" and rng.random() < 0.2:
                 cache.save(scratch)
                 BinarySemanticCache.load(scratch, clock=clock)

@@ -21,92 +21,85 @@ def distances(codes, n, q):
     return [hamming(codes[:, j], q) for j in range(n)]
 
 
-# Namespace word of a slot: id in the low 29 bits, then KEYED, then KEY_ONLY.
-ID_MASK = (1 << 29) - 1
-KEYED = 1 << 29
-KEY_ONLY = 1 << 30
+KEYED = 1 << 30  # in apos, beside the place in the arena
+TOMBSTONE = -1
 
 
-def in_namespace(ns, j, want):
-    """Is slot ``j`` a scannable entry of namespace ``want``? (No ``ns``: all are.)"""
-    if ns is None:
+def slot_of(value):
+    """The slot an arena place names: itself, or ``-(slot + 2)`` for a key-only entry."""
+    return value if value >= 0 else (-value - 2 if value < TOMBSTONE else None)
+
+
+def in_segment(space, j):
+    """Is slot ``j`` a scannable entry of ``space = (apos, members, lo, hi)``?"""
+    if space is None:
         return True
-    word = int(ns[j])
-    return word & ID_MASK == want and not word & KEY_ONLY
+    apos, members, lo, hi = space
+    p = int(apos[j]) & (KEYED - 1)
+    return lo <= p < hi and p < len(members) and int(members[p]) == j
 
 
-def ranked(codes, n, q, gen, tick, ns=None, want=0, slots=None):
-    """Live slots (of ``slots``, or below ``n``) of namespace ``want``, best first:
-    lower distance, then higher tick."""
+def ranked(codes, n, q, gen, tick, space=None, slots=None):
+    """Live slots (of ``slots``, or below ``n``) in ``space``, best first: lower distance,
+    then higher tick."""
     pool = range(n) if slots is None else slots
-    live = [j for j in pool if int(gen[j]) % 2 == 1 and in_namespace(ns, j, want)]
+    live = [j for j in pool if int(gen[j]) % 2 == 1 and in_segment(space, j)]
     return sorted(((hamming(codes[:, j], q), -int(tick[j]), j) for j in live))
 
 
-def scan_top1(codes, n, q, gen, tick, ns=None, want=0, slots=None):
-    best = ranked(codes, n, q, gen, tick, ns, want, slots)
+def scan_top1(codes, n, q, gen, tick, space=None, slots=None):
+    best = ranked(codes, n, q, gen, tick, space, slots)
     return (best[0][2], best[0][0]) if best else (-1, None)
 
 
-def topk(codes, n, q, gen, tick, k, ns=None, want=0, slots=None):
-    return [(j, d) for d, _, j in ranked(codes, n, q, gen, tick, ns, want, slots)[:k]]
+def topk(codes, n, q, gen, tick, k, space=None, slots=None):
+    return [(j, d) for d, _, j in ranked(codes, n, q, gen, tick, space, slots)[:k]]
 
 
-def home(h, size):
-    """Bucket of a 32-bit hash in a table of ``size``: ``floor(h * size / 2**32)``."""
-    return (int(h) * size) >> 32
-
-
-def spaces_sound(gen, ns, npos, members, nstart, nlen, ncap, nkey, khash, ktable, state):
+def spaces_sound(gen, apos, members, nstart, nlen, ncap, kslot, kdisp, state):
     """Whether segments and key table agree with the slots (see ``_check_spaces``)."""
     hw, size, top = int(state[3]), int(state[4]), int(state[7])
-    if not 0 <= top <= len(members):
+    if not 0 <= top <= len(members) or top >= KEYED:
         return False
     live = [s for s in range(hw) if int(gen[s]) % 2 == 1]
-    taken, counted = set(), []
+    taken, placed = set(), []
     for x in range(len(nstart)):
         a, m, c = int(nstart[x]), int(nlen[x]), int(ncap[x])
-        if m < 0 or c < m or int(nkey[x]) < 0 or (c > 0 and (a < 0 or a + c > top)):
+        if m < 0 or c < m or (c > 0 and (a < 0 or a + c > top)):
             return False
         places = set(range(a, a + c))
         if places & taken:
             return False
         taken |= places
-        for p in range(m):
-            s = int(members[a + p])
-            if s not in live or s in counted or int(npos[s]) != p:
+        for p in range(a, a + m):
+            if int(members[p]) == TOMBSTONE:
+                continue
+            s = slot_of(int(members[p]))
+            if s is None or s not in live or s in placed or int(apos[s]) & (KEYED - 1) != p:
                 return False
-            if int(ns[s]) & ID_MASK != x or int(ns[s]) & KEY_ONLY:
-                return False
-            counted.append(s)
-    for s in live:
-        word = int(ns[s])
-        if word < 0 or word & ID_MASK >= len(nstart) or (word & KEY_ONLY and not word & KEYED):
-            return False
-        if not word & KEY_ONLY and s not in counted:
-            return False
-    for x in range(len(nstart)):
-        key_only = [s for s in live if int(ns[s]) & ID_MASK == x and int(ns[s]) & KEY_ONLY]
-        if len(key_only) != int(nkey[x]):
-            return False
-    if len(counted) + sum(int(k) for k in nkey) != size:
+            placed.append(s)
+    if sorted(placed) != live or len(placed) != size:
         return False
-    keyed = [s for s in live if int(ns[s]) & KEYED]
-    if len(ktable) == 0:
+    keyed = [s for s in live if int(apos[s]) & KEYED]
+    if len(kslot) == 0:
         return not keyed
-    if len(khash) < hw or len(keyed) >= len(ktable):
+    if len(kdisp) != len(kslot) or len(keyed) >= len(kslot):
         return False
-    held = [int(s) for s in ktable if s >= 0]
+    held = [int(s) for s in kslot if s >= 0]
     if sorted(held) != sorted(keyed):
         return False
-    for i, s in enumerate(ktable):
-        if s < 0:
-            continue
-        j = home(khash[s], len(ktable))
-        while j != i:  # a probe from the home must not meet an empty bucket first
-            if ktable[j] < 0:
+    size_t = len(kslot)
+    for i in range(size_t):
+        if kslot[i] < 0:
+            if kdisp[i] != 0:
                 return False
-            j = (j + 1) % len(ktable)
+            continue
+        d = int(kdisp[i])
+        if d > 255:
+            return False
+        # Every bucket from the home up to here is full, or a probe stops short.
+        if any(kslot[(i - k) % size_t] < 0 for k in range(1, d + 1)):
+            return False
     return True
 
 

@@ -23,7 +23,7 @@ def snapshot(cache):
     idx = cache._index
     return (cache.stats(), check_invariants(idx), idx.codes.tobytes(), idx.tick.tobytes(),
             list(cache._responses._items), cache._version, cache.namespaces(),
-            list(cache._spaces.names), idx.ktable.tobytes(), [a.tobytes() for a in idx.seg])
+            list(cache._spaces.names), idx.kslot.tobytes(), [a.tobytes() for a in idx.seg])
 
 
 good = np.ones(DIM)

@@ -138,9 +138,9 @@ def test_stats_memory_and_repr(clock, vectors):
     cache.get(-vectors[0])
     stats = cache.stats()
     assert isinstance(stats, CacheStats)
-    # The documented record: 32 B of code, 40 B of metadata per slot at 256 bits,
-    # 4 B per place in the namespace arena, 16 B per namespace id.
-    assert stats.memory_bytes == 72 * 10 + namespace_bytes(cache)
+    # The documented record: 32 B of code, 36 B of metadata per slot at 256 bits,
+    # 4 B per place in the namespace arena, 12 B per namespace id.
+    assert stats.memory_bytes == 68 * 10 + namespace_bytes(cache)
     assert (stats.size, stats.max_size, stats.hits, stats.misses, stats.evictions) == (
         10, 10, 1, 1, 0)
     assert stats.hit_rate == 0.5
@@ -149,10 +149,10 @@ def test_stats_memory_and_repr(clock, vectors):
 
 
 @pytest.mark.parametrize("options, per_entry", [
-    ({"ttl": 60.0}, 72 + 16),  # expiry time, heap slot, heap position
-    ({"rescore": "int8"}, 72 + 64 + 4),  # 64-d int8 copy and its norm
-    ({"rescore": "float16"}, 72 + 128),
-    ({"rescore": "float32"}, 72 + 256),
+    ({"ttl": 60.0}, 68 + 16),  # expiry time, heap slot, heap position
+    ({"rescore": "int8"}, 68 + 64 + 4),  # 64-d int8 copy and its norm
+    ({"rescore": "float16"}, 68 + 128),
+    ({"rescore": "float32"}, 68 + 256),
 ])
 def test_memory_per_entry_is_the_documented_record(clock, vectors, options, per_entry):
     cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=8, clock=clock, **options)
@@ -180,7 +180,7 @@ def test_every_code_size_works(clock, vectors, bits):
     ids = cache.put_batch(vectors[:20], list(range(20)))
     for i in range(20):
         assert cache.get(vectors[i]).id == ids[i]
-    assert cache.stats().memory_bytes == cache._index.capacity * (bits // 8 + 40) + (
+    assert cache.stats().memory_bytes == cache._index.capacity * (bits // 8 + 36) + (
         namespace_bytes(cache))
 
 
@@ -295,6 +295,21 @@ def test_deleting_from_the_middle_of_the_expiry_heap_keeps_heap_order(clock, vec
 
 
 def namespace_bytes(cache):
-    """Bytes beside the per-slot record: 4 per place in the namespace arena, 16 per id."""
+    """Bytes beside the per-slot record: 4 per place in the namespace arena, 12 per id,
+    5 per bucket of the key table."""
     idx = cache._index
-    return 4 * idx.seg[0].size + 16 * idx.namespace_slots
+    return 4 * idx.seg[0].size + 12 * idx.namespace_slots + 5 * idx.kslot.size
+
+
+def test_a_full_cache_of_namespaced_keyed_entries_stays_within_80_bytes_each():
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=20_000)
+    x = np.random.default_rng(4).standard_normal((20_000, DIM))
+    for lo in range(0, 100, 10):  # 200 namespaces, filled in turns of 10 rows each
+        for t in range(200):
+            rows = slice(t * 100 + lo, t * 100 + lo + 10)
+            cache.put_batch(x[rows], [None] * 10, namespace=f"t{t}",
+                            keys=[f"{t}/{i}" for i in range(lo, lo + 10)])
+    assert len(cache) == 20_000 and len(cache.namespaces()) == 200
+    per_entry = cache.stats().memory_bytes / len(cache)
+    assert per_entry == (68 * 20_000 + namespace_bytes(cache)) / 20_000
+    assert per_entry <= 80

@@ -78,10 +78,10 @@ def test_scan_top1_matches_naive(kind, n):
     rng = np.random.default_rng(n * 31 + len(kind))
     codes, gen, tick, q = make_scan_case(rng, 4, n, kind)
     want = naive.scan_top1(codes, n, q, gen, tick)
-    s, d = K._scan_top1(codes, n, q, gen, tick, zeros32(n), 0)
+    s, d = K._scan_top1(codes, n, q, gen, tick, *default_space(n))
     assert (s, d if s >= 0 else None) == want
     for chunks in (1, 2, 3):
-        s, d = K._scan_top1_parallel(codes, n, q, gen, tick, zeros32(n), 0, chunks)
+        s, d = K._scan_top1_parallel(codes, n, q, gen, tick, *default_space(n), chunks)
         assert (s, d if s >= 0 else None) == want
 
 
@@ -98,9 +98,9 @@ def test_scan_batch_matches_naive(kind, n):
         slots = np.empty(5, np.int64)
         dists = np.empty(5, np.int64)
         if run == "serial":
-            K._scan_batch(codes, n, queries, gen, tick, zeros32(n), 0, slots, dists)
+            K._scan_batch(codes, n, queries, gen, tick, *default_space(n), slots, dists)
         else:
-            K._scan_batch_parallel(codes, n, queries, gen, tick, zeros32(n), 0, slots, dists, run)
+            K._scan_batch_parallel(codes, n, queries, gen, tick, *default_space(n), slots, dists, run)
         got = [(s, d if s >= 0 else None) for s, d in zip(slots.tolist(), dists.tolist())]
         assert got == want
 
@@ -114,11 +114,11 @@ def test_topk_matches_naive(kind, k):
     slots = np.empty(k, np.int64)
     dists = np.empty(k, np.int64)
     want = naive.topk(codes, n, q, gen, tick, k)
-    found = K._topk(codes, n, q, gen, tick, zeros32(n), 0, slots, dists)
+    found = K._topk(codes, n, q, gen, tick, *default_space(n), slots, dists)
     assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
     for chunks in (1, 2, 3):
         slots[:] = -1
-        found = K._topk_parallel(codes, n, q, gen, tick, zeros32(n), 0, slots, dists, chunks)
+        found = K._topk_parallel(codes, n, q, gen, tick, *default_space(n), slots, dists, chunks)
         assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
 
 
@@ -127,7 +127,7 @@ def test_topk_matches_naive(kind, k):
 def test_scan_property_matches_naive(seed, n, n_words):
     rng = np.random.default_rng(seed)
     codes, gen, tick, q = make_scan_case(rng, n_words, n, "holes")
-    s, d = K._scan_top1(codes, n, q, gen, tick, zeros32(n), 0)
+    s, d = K._scan_top1(codes, n, q, gen, tick, *default_space(n))
     assert (s, d if s >= 0 else None) == naive.scan_top1(codes, n, q, gen, tick)
 
 
@@ -142,24 +142,25 @@ def test_scan_accepts_read_only_and_memory_mapped_codes(tmp_path):
     view = np.load(tmp_path / "codes.npy", mmap_mode="r")
     assert not view.flags.writeable
     want = naive.scan_top1(codes, 3000, q, gen, tick)
-    assert K._scan_top1(view, 3000, q, gen, tick, zeros32(3000), 0) == want
+    assert K._scan_top1(view, 3000, q, gen, tick, *default_space(3000)) == want
     frozen = codes.copy()
     frozen.flags.writeable = False
-    assert K._scan_top1(frozen, 3000, q, gen, tick, zeros32(3000), 0) == want
+    assert K._scan_top1(frozen, 3000, q, gen, tick, *default_space(3000)) == want
 
 
 # ------------------------------------------------------------ slots and recency
 
 
-def zeros32(n):
-    """Namespace ids of ``n`` slots, all in the default namespace."""
-    return np.zeros(n, np.int32)
+def default_space(n):
+    """``(apos, members, lo, hi)`` of ``n`` slots all in one namespace, slot i at place i."""
+    return np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32), 0, n
 
 
-def insert(index, rng, now, expires=np.inf, flags=0, h=0):
+def insert(index, rng, now, expires=np.inf, flags=0, home=0):
     new = random_codes(rng, index.codes.shape[0], 1).T.copy()
-    _, slots, ids, evicted = index.insert(new, np.array([expires]), now,
-                                       np.array([flags], np.int32), np.array([h], np.uint32))
+    _, slots, ids, evicted, _ = index.insert(new, np.array([expires]), now,
+                                             np.array([flags], np.int32),
+                                             np.array([home], np.int64))
     slot, gen = int(slots[0]), ids[0] >> 32
     assert gen == index.gen[slot] and gen % 2 == 1
     return slot, evicted, new[0]
@@ -197,7 +198,7 @@ def test_slot_kernels_match_model(ops, capacity):
             model.release(s)
             index.release(s)
         elif op == "purge":
-            assert index.purge(now + arg % 5) == model.purge(now + arg % 5)
+            assert index.purge(now + arg % 5)[0] == model.purge(now + arg % 5)
         assert check_invariants(index) == model.recency()
         assert [int(index.gen[s]) for s in range(index.high_water)] == [
             model.gen[s] for s in range(model.high_water)]
@@ -263,10 +264,10 @@ def test_topk_buffer_compaction_and_ties_match_naive(kind, k):
     want = naive.topk(codes, n, q, gen, tick, k)
     slots = np.full(k, -1, np.int64)
     dists = np.empty(k, np.int64)
-    found = K._topk(codes, n, q, gen, tick, zeros32(n), 0, slots, dists)
+    found = K._topk(codes, n, q, gen, tick, *default_space(n), slots, dists)
     assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
     slots[:] = -1
-    found = K._topk_parallel(codes, n, q, gen, tick, zeros32(n), 0, slots, dists, 2)
+    found = K._topk_parallel(codes, n, q, gen, tick, *default_space(n), slots, dists, 2)
     assert list(zip(slots[:found].tolist(), dists[:found].tolist())) == want
 
 

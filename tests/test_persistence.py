@@ -581,22 +581,24 @@ def field_offset(path, name):
     return layout[name][0]
 
 
-@pytest.mark.parametrize("name, value, words", [
-    ("nlen", 10**6, "namespace segments"), ("members", 39, "namespace segments"),
-    ("ns", 5, "namespace segments"), ("ktable", 10**6, "exact-key table"),
-    ("khash", 12345, "exact-key table")])
-def test_damaged_namespace_and_key_sections_are_refused_even_without_verify(saved, name, value,
-                                                                           words):
+@pytest.mark.parametrize("name, fmt, value, words", [
+    ("nlen", "<i", 10**6, "namespace segments"), ("members", "<i", 39, "namespace segments"),
+    ("apos", "<i", 5, "namespace segments"), ("kslot", "<i", 10**6, "exact-key table"),
+    ("kdisp", "<B", 200, "exact-key table")])
+def test_damaged_namespace_and_key_sections_are_refused_even_without_verify(saved, name, fmt,
+                                                                           value, words):
     import struct
 
     file = data_dir(saved) / "entries.bin"
     full = bytearray(file.read_bytes())
     at = field_offset(saved, name)
-    if name == "ktable":  # the first bucket that holds a slot
-        at += 4 * next(i for i in range(64) if struct.unpack_from("<i", full, at + 4 * i)[0] >= 0)
-    if name == "khash":
+    if name in ("kslot", "kdisp"):  # the first bucket that holds a slot
+        kslot = field_offset(saved, "kslot")
+        first = next(i for i in range(64) if struct.unpack_from("<i", full, kslot + 4 * i)[0] >= 0)
+        at += first * struct.calcsize(fmt)
+    if name == "apos":
         at += 4 * 12  # the first keyed entry's slot: after the 12 in the default namespace
-    struct.pack_into("<i" if name != "khash" else "<I", full, at, value)
+    struct.pack_into(fmt, full, at, value)
     file.write_bytes(bytes(full))
     rewrite_manifest(saved)
     message = load_fails(saved, CorruptFileError, verify=False)

@@ -33,8 +33,8 @@ def test_rescored_similarity_is_the_stored_vectors_cosine(banking, rescore, tole
         assert sims == sorted(sims, reverse=True) and found[0].response == hit.response
     per_entry = {"int8": 384 + 4, "float16": 2 * 384, "float32": 4 * 384}[rescore]
     idx = cache._index
-    assert cache.stats().memory_bytes == idx.capacity * (72 + per_entry) + (
-        4 * idx.seg[0].size + 16 * idx.namespace_slots)
+    assert cache.stats().memory_bytes == idx.capacity * (68 + per_entry) + (
+        4 * idx.seg[0].size + 12 * idx.namespace_slots)
     check_invariants(cache._index)
 
 

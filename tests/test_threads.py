@@ -95,13 +95,14 @@ def test_a_reader_inside_a_scan_does_not_block_other_readers():
     queries = cache.encoder.encode(x[:400])
     slots = np.empty(400, np.int64)
     dists = np.empty(400, np.int64)
-    K._scan_batch(idx.codes, n, queries[:1], idx.gen, idx.tick, idx.ns, 0, slots[:1], dists[:1])  # warm
+    space = (idx.apos, idx.seg[0], int(idx.seg[1][0]), int(idx.seg[1][0] + idx.seg[2][0]))
+    K._scan_batch(idx.codes, n, queries[:1], idx.gen, idx.tick, *space, slots[:1], dists[:1])  # warm
 
     inside, finished = threading.Event(), threading.Event()
 
     def long_scan():
         inside.set()
-        K._scan_batch(idx.codes, n, queries, idx.gen, idx.tick, idx.ns, 0, slots, dists)
+        K._scan_batch(idx.codes, n, queries, idx.gen, idx.tick, *space, slots, dists)
         finished.set()
 
     reader = threading.Thread(target=long_scan)

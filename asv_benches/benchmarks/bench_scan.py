@@ -16,7 +16,7 @@ class Scan:
         self.rows = np.ascontiguousarray(self.codes.T)
         self.gen = np.ones(n, np.uint32)
         self.tick = np.arange(n, dtype=np.uint32)
-        self.ns = np.zeros(n, np.int32)
+        self.space = (np.arange(n, dtype=np.int32), np.arange(n, dtype=np.int32), 0, n)
         self.q = rng.integers(0, 2**64, size=4, dtype=np.uint64, endpoint=False)
         self.queries = rng.integers(0, 2**64, size=(64, 4), dtype=np.uint64, endpoint=False)
         self.slots = np.empty(64, np.int64)
@@ -28,14 +28,14 @@ class Scan:
         self.time_batch64(n)
 
     def time_serial(self, n):
-        K._scan_top1(self.codes, n, self.q, self.gen, self.tick, self.ns, 0)
+        K._scan_top1(self.codes, n, self.q, self.gen, self.tick, *self.space)
 
     def time_parallel(self, n):
-        K._scan_top1_parallel(self.codes, n, self.q, self.gen, self.tick, self.ns, 0, 2)
+        K._scan_top1_parallel(self.codes, n, self.q, self.gen, self.tick, *self.space, 2)
 
     def time_numpy(self, n):
         bit_count(self.rows ^ self.q).sum(axis=1).argmin()
 
     def time_batch64(self, n):
-        K._scan_batch(self.codes, n, self.queries, self.gen, self.tick, self.ns, 0, self.slots,
+        K._scan_batch(self.codes, n, self.queries, self.gen, self.tick, *self.space, self.slots,
                       self.dists)

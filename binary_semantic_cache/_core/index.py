@@ -13,12 +13,11 @@ INITIAL_CAPACITY = 1024
 #: Per-slot arrays, in file order, with their little-endian dtypes (the file
 #: format's too): the one statement of the schema. Codes come first, word-major.
 SLOT_ARRAYS = (("prev", "<i4"), ("nxt", "<i4"), ("gen", "<u4"), ("tick", "<u4"),
-               ("count", "<u4"), ("created", "<f8"), ("seen", "<f4"), ("ns", "<i4"),
-               ("npos", "<i4"))
+               ("count", "<u4"), ("created", "<f8"), ("seen", "<f4"), ("apos", "<i4"))
 #: The per-slot arrays of format version 1, which had no namespaces.
 SLOT_ARRAYS_V1 = SLOT_ARRAYS[:7]
-#: Per namespace id: segment start, length and room in ``members``, key-only entries.
-NAMESPACE_ARRAYS = ("nstart", "nlen", "ncap", "nkey")
+#: Per namespace id: segment start, length (tombstones included) and room in ``members``.
+NAMESPACE_ARRAYS = ("nstart", "nlen", "ncap")
 #: Present from the first entry with a time to live: (name, dtype, value of a free slot).
 EXPIRY_ARRAYS = (("exp", "<f8", np.inf), ("heap", "<i4", -1), ("hpos", "<i4", -1))
 #: Stored copies of embeddings for rescoring: dtype, and whether a norm is kept.
@@ -58,14 +57,14 @@ def split_id(value):
     return value & _SLOT_MASK, value >> _SLOT_BITS
 
 
-def key_table_size(capacity):
-    """Buckets for a key table over ``capacity`` slots: at most 80% full."""
-    return capacity + capacity // 4 + 8
+def key_table_size(max_entries):
+    """Buckets for the key table of a cache of ``max_entries``: at most 8/9 full."""
+    return max_entries + max_entries // 8 + 8
 
 
 def _segments(n_namespaces, arena):
-    """Empty namespace segments: ``(members, nstart, nlen, ncap, nkey)``."""
-    return (np.zeros(arena, np.int32),) + tuple(
+    """Empty namespace segments: ``(members, nstart, nlen, ncap)``."""
+    return (np.full(arena, K.TOMBSTONE, np.int32),) + tuple(
         np.zeros(n_namespaces, np.int32) for _ in NAMESPACE_ARRAYS)
 
 
@@ -80,13 +79,13 @@ class Index:
     the first insert then copies them into memory.
 
     ``seg`` holds the namespace segments as one tuple, ``(members, nstart,
-    nlen, ncap, nkey)``, replaced whole when the arena is compacted, so a
-    lock-free reader always sees one consistent set. ``khash``/``ktable``
-    stay empty until the first key.
+    nlen, ncap)``, replaced whole when the arena is compacted, so a lock-free
+    reader always sees one consistent set. ``kslot``/``kdisp`` stay empty
+    until the first key, then hold a table sized for the cache's capacity.
     """
 
     __slots__ = ("codes", "state", "exp", "heap", "hpos", "vectors", "vnorm", "mapped", "seg",
-                 "khash", "ktable") + tuple(name for name, _ in SLOT_ARRAYS)
+                 "kslot", "kdisp") + tuple(name for name, _ in SLOT_ARRAYS)
 
     def __init__(self, n_words, capacity, rescore=None, dim=0):
         self.codes = np.zeros((n_words, capacity), np.uint64)
@@ -101,8 +100,8 @@ class Index:
         self.state[[K.HEAD, K.TAIL, K.FREE]] = -1
         self.mapped = False
         self.seg = _segments(_INITIAL_NAMESPACES, capacity)
-        self.khash = np.zeros(0, np.uint32)
-        self.ktable = np.zeros(0, np.int32)
+        self.kslot = np.zeros(0, np.int32)
+        self.kdisp = np.zeros(0, np.uint8)
 
     @classmethod
     def from_arrays(cls, arrays, state, *, mapped):
@@ -116,8 +115,8 @@ class Index:
         index.vectors = arrays.get("vectors", np.zeros((0, 0), np.float32))
         index.vnorm = arrays.get("vnorm", np.zeros(0, np.float32))
         index.seg = (arrays["members"],) + tuple(arrays[name] for name in NAMESPACE_ARRAYS)
-        index.khash = arrays.get("khash", np.zeros(0, np.uint32))
-        index.ktable = arrays.get("ktable", np.zeros(0, np.int32))
+        index.kslot = arrays.get("kslot", np.zeros(0, np.int32))
+        index.kdisp = arrays.get("kdisp", np.zeros(0, np.uint8))
         index.state = np.array(state, np.int64)
         index.mapped = mapped
         return index
@@ -131,13 +130,12 @@ class Index:
         hw = int(state[K.HW])
         capacity = arrays["codes"].shape[1]
         live = np.flatnonzero(arrays["gen"][:hw] % 2 == 1).astype(np.int32)
-        arrays = dict(arrays, ns=np.zeros(capacity, np.int32),
-                      npos=np.full(capacity, -1, np.int32))
-        arrays["npos"][live] = np.arange(len(live), dtype=np.int32)
-        members, nstart, nlen, ncap, nkey = _segments(_INITIAL_NAMESPACES, max(capacity, 1))
+        apos = np.zeros(capacity, np.int32)
+        apos[live] = np.arange(len(live), dtype=np.int32)
+        members, nstart, nlen, ncap = _segments(_INITIAL_NAMESPACES, max(capacity, 1))
         members[:len(live)] = live
         nlen[0] = ncap[0] = len(live)
-        arrays.update(members=members, nstart=nstart, nlen=nlen, ncap=ncap, nkey=nkey)
+        arrays = dict(arrays, apos=apos, members=members, nstart=nstart, nlen=nlen, ncap=ncap)
         state = np.array(state, np.int64)
         state[K.MTOP] = len(live)
         return cls.from_arrays(arrays, state, mapped=mapped)
@@ -163,12 +161,12 @@ class Index:
 
     @property
     def has_keys(self):
-        return self.ktable.shape[0] > 0
+        return self.kslot.shape[0] > 0
 
     @property
     def nbytes(self):
         """Bytes of every array: slots, namespace segments and key table (``state`` aside)."""
-        names = ("codes", "vectors", "vnorm", "khash", "ktable") + tuple(
+        names = ("codes", "vectors", "vnorm", "kslot", "kdisp") + tuple(
             n for n, _ in SLOT_ARRAYS) + tuple(n for n, _, _ in EXPIRY_ARRAYS)
         return sum(getattr(self, n).nbytes for n in names) + sum(a.nbytes for a in self.seg)
 
@@ -177,56 +175,10 @@ class Index:
         for name, dtype, fill in EXPIRY_ARRAYS:
             setattr(self, name, np.full(self.capacity, fill, native(dtype)))
 
-    def enable_keys(self):
-        """Allocate the key table (about 9 more bytes per slot)."""
-        self.khash = np.zeros(self.capacity, np.uint32)
-        self.ktable = np.full(key_table_size(self.capacity), -1, np.int32)
-
-    # ------------------------------------------------------------ namespaces
-
-    @property
-    def namespace_slots(self):
-        """Length of the namespace table: ids below it may be used."""
-        return self.seg[1].shape[0]
-
-    def reserve_namespace(self, x):
-        """Make room in the namespace table for id ``x``."""
-        n = self.namespace_slots
-        if x < n:
-            return
-        grown = max(x + 1, 2 * n)
-        members = self.seg[0]
-        parts = []
-        for old in self.seg[1:]:
-            new = np.zeros(grown, np.int32)
-            new[:n] = old
-            parts.append(new)
-        self.seg = (members, *parts)
-
-    def counts(self):
-        """Live entries of each namespace id (segment plus key-only)."""
-        _, _, nlen, _, nkey = self.seg
-        return nlen.astype(np.int64) + nkey
-
-    def compact(self, last, extra):
-        """Lay the segments out afresh in a new arena with room for ``extra`` more slots.
-
-        Namespace ``last`` (or -1) goes at the end, where it grows in place.
-        """
-        members, nstart, nlen, ncap, nkey = self.seg
-        room = nlen.astype(np.int64) + (nlen >> 3)
-        total = int(room.sum())
-        arena = total + (total >> 3) + 2 * extra + 64
-        out, out_start, out_cap = (np.zeros(arena, np.int32), np.zeros_like(nstart),
-                                   np.zeros_like(ncap))
-        self.state[K.MTOP] = K._ns_compact(members, nstart, nlen, ncap, last, out, out_start,
-                                           out_cap)
-        self.seg = (out, out_start, nlen.copy(), out_cap, nkey.copy())
-
-    def namespace_slots_of(self, x):
-        """Every live slot of namespace ``x``, key-only ones included."""
-        out = np.empty(self.size, np.int64)
-        return out[:K._ns_slots(self.ns, self.gen, self.high_water, x, out)]
+    def enable_keys(self, buckets):
+        """Allocate an empty key table of ``buckets`` (5 bytes each)."""
+        self.kslot = np.full(buckets, -1, np.int32)
+        self.kdisp = np.zeros(buckets, np.uint8)
 
     def grown(self, capacity):
         """A copy in memory with room for ``capacity`` slots."""
@@ -247,62 +199,127 @@ class Index:
         new.mapped = False
         # Copies, not shared: a reader of the old index must never see slots past its arrays.
         new.seg = tuple(a.copy() for a in self.seg)
-        new.khash = np.zeros(capacity if self.has_keys else 0, np.uint32)
-        new.khash[:min(used, new.khash.shape[0])] = self.khash[:min(used, new.khash.shape[0])]
-        new.ktable = np.full(key_table_size(capacity) if self.has_keys else 0, -1, np.int32)
-        K._key_rebuild(new.ktable, new.khash, new.ns, new.gen, used)
+        new.kslot, new.kdisp = self.kslot.copy(), self.kdisp.copy()
         return new
+
+    # ------------------------------------------------------------ namespaces
+
+    @property
+    def namespace_slots(self):
+        """Length of the namespace table: ids below it may be used."""
+        return self.seg[1].shape[0]
+
+    def reserve_namespace(self, x):
+        """Make room in the namespace table for id ``x``."""
+        n = self.namespace_slots
+        if x < n:
+            return
+        grown = max(x + 1, 2 * n)
+        parts = []
+        for old in self.seg[1:]:
+            new = np.zeros(grown, np.int32)
+            new[:n] = old
+            parts.append(new)
+        self.seg = (self.seg[0], *parts)
+
+    def counts(self):
+        """Live entries of each namespace id."""
+        members, nstart, nlen, _ = self.seg
+        out = np.zeros(nstart.shape[0], np.int64)
+        K._ns_counts(members, nstart, nlen, out)
+        return out
+
+    def compact(self, last, extra):
+        """Lay the segments out afresh, without tombstones, in a new arena with room for
+        ``extra`` more entries. Namespace ``last`` (or -1) goes at the end, where it grows
+        in place."""
+        members, nstart, nlen, ncap = self.seg
+        live = int(self.size)
+        arena = live + (live >> 2) + 2 * extra + 64
+        if arena > K.POS_MASK:
+            raise ValueError(f"the namespace arena would need {arena:,} places, more than "
+                             f"{K.POS_MASK:,}; use a smaller max_entries")
+        out = np.full(arena, K.TOMBSTONE, np.int32)
+        parts = (np.zeros_like(nstart), np.zeros_like(nlen), np.zeros_like(ncap))
+        self.state[K.MTOP] = K._ns_compact(members, nstart, nlen, self.apos, last, out, *parts)
+        self.seg = (out, *parts)
+
+    def namespace_slots_of(self, x):
+        """Every live slot of namespace ``x``, key-only ones included."""
+        members, nstart, nlen, _ = self.seg
+        out = np.empty(int(nlen[x]), np.int64)
+        return out[:K._ns_slots(members, int(nstart[x]), int(nlen[x]), out)]
+
+    def in_namespace(self, slot, x):
+        """Is ``slot`` a live entry (scannable or key-only) of namespace ``x``?"""
+        members, nstart, nlen, _ = self.seg
+        return bool(self.gen[slot] & 1) and K._in_namespace(self.apos, members, nstart, nlen,
+                                                            slot, x)
+
+    def scannable(self, slot, x):
+        """Is ``slot`` a live, scannable entry of namespace ``x``? (Checks a scan's answer.)"""
+        members, nstart, nlen, _ = self.seg
+        lo = nstart.item(x)
+        return bool(self.gen.item(slot) & 1) and K._member(self.apos, members, lo,
+                                                           lo + nlen.item(x), slot)
 
     # ------------------------------------------------------------ scans
 
     def _gathered(self, x):
-        """``(members, lo, m)`` when namespace ``x`` is best read through its segment, else None."""
+        """``(members, lo, m)`` when namespace ``x`` is best read through its segment, else
+        ``(members, lo, m, None)`` for the contiguous scan."""
         members, nstart, nlen = self.seg[:3]
         if x >= nstart.shape[0]:
             return members, 0, 0
         m = nlen.item(x)
-        if m * GATHER_RATIO >= self.state.item(K.HW):
-            return None
         lo = nstart.item(x)
-        return members, lo, max(0, min(m, members.shape[0] - lo))
+        m = max(0, min(m, members.shape[0] - lo))
+        if m * GATHER_RATIO >= self.state.item(K.HW):
+            return members, lo, lo + m, None
+        return members, lo, m
 
     def nearest(self, code, threads, x=0):
         """``(slot, distance)`` of the nearest live slot of namespace ``x``; slot -1 when none."""
         seg = self._gathered(x)
-        if seg is not None:
+        if len(seg) == 3:
             return K._gather_top1(self.codes, seg[0], seg[1], seg[2], code, self.tick)
+        members, lo, hi, _ = seg
         n = self.state.item(K.HW)  # a Python int: cheaper for Numba to dispatch on
         if threads > 1:
-            return K._scan_top1_parallel(self.codes, n, code, self.gen, self.tick, self.ns, x,
-                                         threads)
-        return K._scan_top1(self.codes, n, code, self.gen, self.tick, self.ns, x)
+            return K._scan_top1_parallel(self.codes, n, code, self.gen, self.tick, self.apos,
+                                         members, lo, hi, threads)
+        return K._scan_top1(self.codes, n, code, self.gen, self.tick, self.apos, members, lo, hi)
 
     def top1(self, queries, threads, slots, dists, x=0):
         """Nearest live slot of namespace ``x`` to each code of ``queries`` (-1: none)."""
         n = self.high_water
         seg = self._gathered(x)
-        if seg is not None:
+        if len(seg) == 3:
             K._gather_batch(self.codes, seg[0], seg[1], seg[2], queries, self.tick, slots, dists)
-        elif queries.shape[0] == 1:
+            return
+        members, lo, hi, _ = seg
+        if queries.shape[0] == 1:
             slots[0], dists[0] = self.nearest(queries[0], threads, x)
         elif threads > 1:
-            K._scan_batch_parallel(self.codes, n, queries, self.gen, self.tick, self.ns, x,
-                                   slots, dists, min(threads, queries.shape[0]))
+            K._scan_batch_parallel(self.codes, n, queries, self.gen, self.tick, self.apos,
+                                   members, lo, hi, slots, dists, min(threads, queries.shape[0]))
         else:
-            K._scan_batch(self.codes, n, queries, self.gen, self.tick, self.ns, x, slots, dists)
+            K._scan_batch(self.codes, n, queries, self.gen, self.tick, self.apos, members, lo,
+                          hi, slots, dists)
 
     def topk(self, query, threads, slots, dists, x=0):
         """The ``len(slots)`` nearest live slots of namespace ``x``, best first; returns how many."""
         slots[:] = -1
         seg = self._gathered(x)
-        if seg is not None:
+        if len(seg) == 3:
             return K._gather_topk(self.codes, seg[0], seg[1], seg[2], query, self.tick, slots,
                                   dists)
+        members, lo, hi, _ = seg
         if threads > 1:
             return K._topk_parallel(self.codes, self.high_water, query, self.gen, self.tick,
-                                    self.ns, x, slots, dists, threads)
-        return K._topk(self.codes, self.high_water, query, self.gen, self.tick, self.ns, x,
-                       slots, dists)
+                                    self.apos, members, lo, hi, slots, dists, threads)
+        return K._topk(self.codes, self.high_water, query, self.gen, self.tick, self.apos,
+                       members, lo, hi, slots, dists)
 
     def store_copies(self, slots, units):
         """Keep the rescoring copies of unit rows just stored in ``slots``."""
@@ -331,56 +348,71 @@ class Index:
 
     # ------------------------------------------------------------ slot bookkeeping
 
-    def insert(self, codes, expires, now, flags, hashes, check_keys=False):
-        """Store rows of ``codes``: ``(rows stored, slots, entry ids, entries evicted)``.
+    def insert(self, codes, expires, now, flags, homes, check_keys=False):
+        """Store rows of ``codes``: ``(rows stored, slots, entry ids, evicted, victims)``.
 
         ``expires`` holds an expiry time per row, or is empty for rows that
-        never expire; ``flags`` the namespace id and flags of each row and
-        ``hashes`` its key hash (read for ``KEYED`` rows). The caller sizes
-        the slot arrays first (``grown``); the arena is compacted here when
-        a segment needs it. With ``check_keys``, rows stop at the first
-        whose key hash is already in its namespace: ``slots`` then holds
-        that slot at that row, for the caller to settle.
+        never expire; ``flags`` the namespace id and ``NEW_*`` flags of each
+        row and ``homes`` its key's home bucket (read for keyed rows). The
+        caller sizes the slot arrays first (``grown``); the arena is
+        compacted here when a segment needs it. Rows stop early when a key's
+        run is too long (``slots`` holds -2 at that row) or, with
+        ``check_keys``, at the first whose key's home already holds an entry
+        of its namespace (``slots`` holds that slot there). ``victims`` holds,
+        per row stored, the slot of a keyed entry it evicted, else -1.
         """
         m = codes.shape[0]
         slots = np.empty(m, np.int64)
         gens = np.empty(m, np.uint32)
-        done, evicted = self._insert(codes, expires, flags, hashes, now, check_keys, slots, gens)
-        while done < m and slots[done] < 0:
+        victims = np.empty(m, np.int64)
+        done, evicted = self._insert(codes, expires, flags, homes, now, check_keys, slots, gens,
+                                     victims)
+        while done < m and slots[done] == -1:
             self.compact(int(flags[done]) & K.ID_MASK, m - done)
             more, ev = self._insert(codes[done:], expires[done:] if expires.shape[0] else expires,
-                                    flags[done:], hashes[done:], now, check_keys, slots[done:],
-                                    gens[done:])
+                                    flags[done:], homes[done:], now, check_keys, slots[done:],
+                                    gens[done:], victims[done:])
             done += more
             evicted += ev
         if done == 1:  # a single put: plain ints beat array arithmetic
-            return done, slots, [entry_id(gens.item(0), slots.item(0))], evicted
-        return done, slots, entry_ids(gens[:done], slots[:done]), evicted
+            ids = [entry_id(gens.item(0), slots.item(0))]
+        else:
+            ids = entry_ids(gens[:done], slots[:done])
+        return done, slots, ids, evicted, victims[:done]
 
-    def _insert(self, codes, expires, flags, hashes, now, check_keys, slots, gens):
-        members, nstart, nlen, ncap, nkey = self.seg
-        return K._insert(self.codes, codes, expires, flags, hashes, self.prev, self.nxt, self.gen,
+    def _insert(self, codes, expires, flags, homes, now, check_keys, slots, gens, victims):
+        members, nstart, nlen, ncap = self.seg
+        return K._insert(self.codes, codes, expires, flags, homes, self.prev, self.nxt, self.gen,
                          self.tick, self.count, self.created, self.seen, self.exp, self.heap,
-                         self.hpos, self.ns, self.npos, self.khash, self.ktable, members, nstart,
-                         nlen, ncap, nkey, self.state, now, check_keys, slots, gens)
+                         self.hpos, self.apos, members, nstart, nlen, ncap, self.kslot,
+                         self.kdisp, self.state, now, check_keys, slots, gens, victims)
 
-    def replace(self, slot, code, flags, expires, now):
-        """New code (or none, with ``KEY_ONLY`` in ``flags``) and expiry for a keyed slot."""
-        for _ in range(2):
-            members, nstart, nlen, ncap, nkey = self.seg
-            if K._replace(self.codes, code, flags, expires, self.prev, self.nxt, self.tick,
-                          self.count, self.created, self.seen, self.exp, self.heap, self.hpos,
-                          self.ns, self.npos, members, nstart, nlen, ncap, nkey, self.state, now,
-                          slot):
-                return
-            self.compact(int(self.ns[slot]) & K.ID_MASK, 1)
-        raise AssertionError("a compacted arena has room for one more slot")
+    def replace(self, slot, code, key_only, expires, now):
+        """New code (or none, ``key_only``) and expiry for the keyed entry in ``slot``."""
+        K._replace(self.codes, code, key_only, expires, self.prev, self.nxt, self.tick,
+                   self.count, self.created, self.seen, self.exp, self.heap, self.hpos,
+                   self.apos, self.seg[0], self.state, now, slot)
 
-    def find_key(self, h, x, start=-1):
-        """``(slot, bucket)`` of the next slot whose key hash is ``h`` in namespace ``x``."""
+    def find_key(self, home, x, start=-1):
+        """``(slot, bucket)`` of the next entry of namespace ``x`` whose key has ``home``."""
         if not self.has_keys:
             return -1, -1
-        return K._key_find(self.ktable, self.khash, self.ns, h, x, start)
+        members, nstart, nlen, _ = self.seg
+        return K._key_find(self.kslot, self.kdisp, self.apos, members, nstart, nlen, home, x,
+                           start)
+
+    def remove_keys(self, homes, slots):
+        """Take the keys of ``slots`` (under ``homes``) out of the table; returns how many
+        were not there."""
+        return K._key_remove_all(self.kslot, self.kdisp, np.asarray(homes, np.int64),
+                                 np.asarray(slots, np.int64))
+
+    def fill_keys(self, homes, slots):
+        """Refill an emptied table; False when a run grew too long (another salt is needed)."""
+        self.kslot[:] = -1
+        self.kdisp[:] = 0
+        return K._key_fill(self.kslot, self.kdisp, np.asarray(homes, np.int64),
+                           np.asarray(slots, np.int64))
 
     def touch(self, slot, now):
         """Record a hit: most recent, counted, last use ``now``."""
@@ -388,28 +420,23 @@ class Index:
                  slot, now)
 
     def release(self, slot):
-        members, nstart, nlen, _, nkey = self.seg
-        K._release(self.prev, self.nxt, self.gen, self.exp, self.heap, self.hpos, self.ns,
-                   self.npos, self.khash, self.ktable, members, nstart, nlen, nkey, self.state,
-                   slot)
+        K._release(self.prev, self.nxt, self.gen, self.exp, self.heap, self.hpos, self.apos,
+                   self.seg[0], self.state, slot)
 
     def release_all(self, slots):
-        members, nstart, nlen, _, nkey = self.seg
-        K._release_all(self.prev, self.nxt, self.gen, self.exp, self.heap, self.hpos, self.ns,
-                       self.npos, self.khash, self.ktable, members, nstart, nlen, nkey,
-                       self.state, slots)
+        K._release_all(self.prev, self.nxt, self.gen, self.exp, self.heap, self.hpos, self.apos,
+                       self.seg[0], self.state, slots)
 
     def expiry_due(self, now):
         return self.has_expiry and self.state[K.HEAPN] > 0 and self.exp[self.heap[0]] <= now
 
     def purge(self, now):
-        """Release every entry expired at ``now``; returns their slots."""
-        out = np.empty(int(self.state[K.HEAPN]), np.int64)
-        members, nstart, nlen, _, nkey = self.seg
+        """Release every entry expired at ``now``: ``(slots, which of them had a key)``."""
+        n = int(self.state[K.HEAPN])
+        out, keyed = np.empty(n, np.int64), np.empty(n, np.bool_)
         m = K._purge_expired(self.prev, self.nxt, self.gen, self.exp, self.heap, self.hpos,
-                             self.ns, self.npos, self.khash, self.ktable, members, nstart, nlen,
-                             nkey, self.state, now, out)
-        return out[:m].tolist()
+                             self.apos, self.seg[0], self.state, now, out, keyed)
+        return out[:m].tolist(), keyed[:m].tolist()
 
     def check(self):
         """``(0, -1)`` when every link is sound, else ``(problem, slot)`` (``_kernels``)."""
@@ -417,5 +444,5 @@ class Index:
                                  self.vnorm, self.state)
         if problem[0]:
             return problem
-        return K._check_spaces(self.gen, self.ns, self.npos, *self.seg, self.khash, self.ktable,
+        return K._check_spaces(self.gen, self.apos, *self.seg, self.kslot, self.kdisp,
                                self.state)

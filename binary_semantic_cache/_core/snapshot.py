@@ -22,3 +22,4 @@ class Snapshot:
     responses: Responses
     keys: Responses  # the exact key of each keyed slot
     names: list  # namespace name by id: None for the default, spaces.FREE for a free id
+    salt: bytes  # of the key hashes

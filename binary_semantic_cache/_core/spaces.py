@@ -10,9 +10,20 @@ _SWEEP_MIN = 1024
 FREE = object()
 
 
-def key_hash(record):
-    """32 bits of BLAKE2b of a key's tagged bytes: stable across processes, so saved."""
-    return int.from_bytes(hashlib.blake2b(record, digest_size=4).digest(), "little")
+def key_home(record, salt, buckets):
+    """Home bucket of a key's tagged bytes in a table of ``buckets``.
+
+    BLAKE2b keyed with the cache's own random ``salt`` (saved with it): the
+    same key finds the same bucket in every process that loads the cache,
+    while nobody who lacks the salt can pick keys that crowd one run.
+    """
+    h = int.from_bytes(hashlib.blake2b(record, digest_size=4, key=salt).digest(), "little")
+    return (h * buckets) >> 32
+
+
+def stored_key_record(key):
+    """The tagged bytes of a key as ``validate.key`` makes them, for a key already stored."""
+    return (b"s" + key.encode("utf-8", "surrogatepass")) if type(key) is str else b"b" + key
 
 
 class Namespaces:

@@ -1,10 +1,10 @@
 """Hamming scans: top-1 (single, parallel, batched) and top-k, over column-wise codes.
 
 Two ways through a namespace: the contiguous scans walk every slot below high
-water and keep those whose ``ns & SCAN_MASK`` is ``want`` (checked only for
-slots close enough to matter), for a namespace that holds most of the cache;
-the gather scans read the namespace's own segment of ``members``, for one that
-holds a small part of it.
+water and keep the scannable entries of the namespace's segment
+``members[lo_ns:hi_ns]`` (checked only for slots close enough to matter), for
+a namespace that holds most of the cache; the gather scans read the segment
+itself, for one that holds a small part of it.
 """
 
 import numba
@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from .._core.jit import BLOCK, DISABLE_JIT, JIT, JIT_PARALLEL
-from .state import SCAN_MASK
+from .spaces import _member
 
 NO_DISTANCE = np.int64(1 << 40)
 
@@ -147,7 +147,7 @@ def _min4(codes, lo, m, q):
 
 
 @numba.njit(**JIT)
-def _block_top1(codes, lo, m, q, gen, tick, ns, want, dist, best, best_d):
+def _block_top1(codes, lo, m, q, gen, tick, apos, members, lo_ns, hi_ns, dist, best, best_d):
     """Fold slots ``lo..lo+m`` into the running best ``(best, best_d)``."""
     # Most blocks cannot beat the running best. For 256-bit codes a pass that
     # only takes the minimum tells so without storing a distance per slot;
@@ -160,36 +160,36 @@ def _block_top1(codes, lo, m, q, gen, tick, ns, want, dist, best, best_d):
         d = dist[j]
         if d <= best_d:
             s = lo + j
-            if gen[s] & 1 and ns[s] & SCAN_MASK == want and _better(s, d, best, best_d,
-                                                                      tick):
+            if gen[s] & 1 and _member(apos, members, lo_ns, hi_ns, s) and _better(
+                    s, d, best, best_d, tick):
                 best = s
                 best_d = d
     return best, best_d
 
 
 @numba.njit(**JIT)
-def _scan_range(codes, lo, hi, q, gen, tick, ns, want):
+def _scan_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns, hi_ns):
     dist = np.empty(BLOCK, np.int64)
     best = -1
     best_d = NO_DISTANCE
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
-        best, best_d = _block_top1(codes, start, m, q, gen, tick, ns, want, dist, best,
+        best, best_d = _block_top1(codes, start, m, q, gen, tick, apos, members, lo_ns, hi_ns, dist, best,
                                    best_d)
     return best, best_d
 
 
 @numba.njit(**JIT)
-def _scan_top1(codes, n, q, gen, tick, ns, want):
+def _scan_top1(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns):
     """Nearest live slot to ``q`` among the first ``n`` slots: ``(slot, distance)``.
 
     ``slot`` is -1 when no slot of namespace ``want`` is live.
     """
-    return _scan_range(codes, 0, n, q, gen, tick, ns, want)
+    return _scan_range(codes, 0, n, q, gen, tick, apos, members, lo_ns, hi_ns)
 
 
 @numba.njit(**JIT_PARALLEL)
-def _scan_top1_parallel(codes, n, q, gen, tick, ns, want, n_chunks):
+def _scan_top1_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, n_chunks):
     """``_scan_top1`` split over ``n_chunks`` threads."""
     per = (n + n_chunks - 1) // n_chunks
     per = (per + BLOCK - 1) // BLOCK * BLOCK
@@ -198,7 +198,7 @@ def _scan_top1_parallel(codes, n, q, gen, tick, ns, want, n_chunks):
     for c in prange(n_chunks):
         lo = min(n, c * per)
         hi = min(n, lo + per)
-        slots[c], dists[c] = _scan_range(codes, lo, hi, q, gen, tick, ns, want)
+        slots[c], dists[c] = _scan_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns, hi_ns)
     best = -1
     best_d = NO_DISTANCE
     for c in range(n_chunks):
@@ -209,7 +209,7 @@ def _scan_top1_parallel(codes, n, q, gen, tick, ns, want, n_chunks):
 
 
 @numba.njit(**JIT)
-def _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, ns, want, out_slot, out_dist):
+def _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist):
     # Blocks outermost: each block of codes is loaded once and stays in cache
     # while every query of the range is compared with it.
     dist = np.empty(BLOCK, np.int64)
@@ -220,19 +220,19 @@ def _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, ns, want, out_slot
         m = min(BLOCK, n - start)
         for i in range(qlo, qhi):
             out_slot[i], out_dist[i] = _block_top1(
-                codes, start, m, queries[i], gen, tick, ns, want, dist, out_slot[i], out_dist[i]
+                codes, start, m, queries[i], gen, tick, apos, members, lo_ns, hi_ns, dist, out_slot[i], out_dist[i]
             )
 
 
 @numba.njit(**JIT)
-def _scan_batch(codes, n, queries, gen, tick, ns, want, out_slot, out_dist):
+def _scan_batch(codes, n, queries, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist):
     """Nearest live slot for each row of ``queries``, into ``out_slot``/``out_dist``."""
-    _scan_batch_range(codes, n, queries, 0, queries.shape[0], gen, tick, ns, want, out_slot,
+    _scan_batch_range(codes, n, queries, 0, queries.shape[0], gen, tick, apos, members, lo_ns, hi_ns, out_slot,
                       out_dist)
 
 
 @numba.njit(**JIT_PARALLEL)
-def _scan_batch_parallel(codes, n, queries, gen, tick, ns, want, out_slot, out_dist,
+def _scan_batch_parallel(codes, n, queries, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist,
                          n_chunks):
     """``_scan_batch`` with the queries split over ``n_chunks`` threads."""
     nq = queries.shape[0]
@@ -240,7 +240,7 @@ def _scan_batch_parallel(codes, n, queries, gen, tick, ns, want, out_slot, out_d
     for c in prange(n_chunks):
         qlo = min(nq, c * per)
         qhi = min(nq, qlo + per)
-        _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, ns, want, out_slot, out_dist)
+        _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist)
 
 
 @numba.njit(**JIT)
@@ -276,7 +276,7 @@ def _kth_distance(cand_d, count, k, n_bits):
 
 
 @numba.njit(**JIT)
-def _topk_range(codes, lo, hi, q, gen, tick, ns, want, out_slot, out_dist):
+def _topk_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist):
     # Live slots within the running bound are appended to a candidate buffer
     # (cheap), and the bound is tightened to the buffer's k-th distance only
     # when the buffer fills: far fewer sorted insertions than keeping a
@@ -323,7 +323,8 @@ def _topk_range(codes, lo, hi, q, gen, tick, ns, want, out_slot, out_dist):
                 continue
             for j in range(run, end):
                 d = dist[j]
-                if d <= bound and gen[start + j] & 1 and ns[start + j] & SCAN_MASK == want:
+                if d <= bound and gen[start + j] & 1 and _member(apos, members, lo_ns, hi_ns,
+                                                                start + j):
                     cand_s[count] = start + j
                     cand_d[count] = d
                     count += 1
@@ -334,13 +335,13 @@ def _topk_range(codes, lo, hi, q, gen, tick, ns, want, out_slot, out_dist):
 
 
 @numba.njit(**JIT)
-def _topk(codes, n, q, gen, tick, ns, want, out_slot, out_dist):
+def _topk(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist):
     """The ``len(out_slot)`` nearest live slots, best first; returns how many."""
-    return _topk_range(codes, 0, n, q, gen, tick, ns, want, out_slot, out_dist)
+    return _topk_range(codes, 0, n, q, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist)
 
 
 @numba.njit(**JIT_PARALLEL)
-def _topk_parallel(codes, n, q, gen, tick, ns, want, out_slot, out_dist, n_chunks):
+def _topk_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist, n_chunks):
     """``_topk`` split over ``n_chunks`` threads, then merged."""
     k = out_slot.shape[0]
     per = (n + n_chunks - 1) // n_chunks
@@ -351,7 +352,7 @@ def _topk_parallel(codes, n, q, gen, tick, ns, want, out_slot, out_dist, n_chunk
     for c in prange(n_chunks):
         lo = min(n, c * per)
         hi = min(n, lo + per)
-        counts[c] = _topk_range(codes, lo, hi, q, gen, tick, ns, want, slots[c], dists[c])
+        counts[c] = _topk_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns, hi_ns, slots[c], dists[c])
     found = 0
     for c in range(n_chunks):
         for i in range(counts[c]):
@@ -377,6 +378,8 @@ def _gather_top1(codes, members, lo, m, q, tick):
     best_d = NO_DISTANCE
     for i in range(lo, lo + m):
         s = members[i]
+        if s < 0:  # a tombstone, or a key-only entry
+            continue
         d = _gather_distance(codes, s, q)
         if d <= best_d and _better(s, d, best, best_d, tick):
             best = s
@@ -397,5 +400,7 @@ def _gather_topk(codes, members, lo, m, q, tick, out_slot, out_dist):
     found = 0
     for i in range(lo, lo + m):
         s = members[i]
-        found = _topk_insert(s, _gather_distance(codes, s, q), tick, out_slot, out_dist, found)
+        if s >= 0:
+            found = _topk_insert(s, _gather_distance(codes, s, q), tick, out_slot, out_dist,
+                                 found)
     return found

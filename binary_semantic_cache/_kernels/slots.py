@@ -1,15 +1,30 @@
 """Slot bookkeeping: the recency list, the expiry heap, the free list, and their check.
 
-Taking a slot or giving one back also keeps its namespace's segment and the
-key table (``spaces``) in step.
+Taking a slot or giving one back also keeps its namespace's segment (``spaces``)
+in step, and a new entry's key goes into the key table.
 """
 
 import numba
 import numpy as np
 
 from .._core.jit import JIT
-from .spaces import _key_add, _key_find, _key_remove, _ns_add, _ns_remove, _ns_room
-from .state import FREE, HEAD, HEAPN, HW, ID_MASK, KEY_ONLY, KEYED, SIZE, TAIL, TICK, TICK_MAX
+from .spaces import _key_add, _key_find, _key_free_bucket, _ns_add, _ns_room
+from .state import (
+    FREE,
+    HEAD,
+    HEAPN,
+    HW,
+    ID_MASK,
+    KEYED,
+    NEW_KEY_ONLY,
+    NEW_KEYED,
+    POS_MASK,
+    SIZE,
+    TAIL,
+    TICK,
+    TICK_MAX,
+    TOMBSTONE,
+)
 
 # ---------------------------------------------------------------- recency list
 
@@ -139,9 +154,13 @@ def _heap_remove(heap, hpos, exp, state, s):
 
 
 @numba.njit(**JIT)
-def _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart, nlen,
-             nkey, state, s):
-    """Remove the live entry in slot ``s`` and put the slot on the free list."""
+def _release(prev, nxt, gen, exp, heap, hpos, apos, members, state, s):
+    """Remove the live entry in slot ``s`` and put the slot on the free list.
+
+    Its place in its namespace's segment becomes a tombstone. A key it had
+    stays in the key table: the owner removes it, from the key (no hash is
+    kept here), before the slot is used again.
+    """
     _unlink(prev, nxt, state, s)
     gen[s] += np.uint32(1)
     prev[s] = -1
@@ -151,56 +170,57 @@ def _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, 
     if exp.shape[0] > 0:
         _heap_remove(heap, hpos, exp, state, s)
         exp[s] = np.inf
-    x = ns[s] & ID_MASK
-    if ns[s] & KEY_ONLY:
-        nkey[x] -= 1
-    else:
-        _ns_remove(members, nstart, nlen, npos, x, s)
-    if ns[s] & KEYED:
-        _key_remove(ktable, khash, s)
+    p = apos[s] & POS_MASK
+    if p < members.shape[0]:
+        members[p] = TOMBSTONE
+    apos[s] = 0
 
 
 @numba.njit(**JIT)
-def _purge_expired(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
-                   nlen, nkey, state, now, out):
-    """Release every entry whose expiry time is ``<= now``; slots go to ``out``."""
+def _purge_expired(prev, nxt, gen, exp, heap, hpos, apos, members, state, now, out, out_keyed):
+    """Release every entry whose expiry time is ``<= now``; slots go to ``out``.
+
+    ``out_keyed[i]`` tells whether ``out[i]`` had a key.
+    """
     m = 0
     while state[HEAPN] > 0 and exp[heap[0]] <= now:
         s = heap[0]
-        _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
-                 nlen, nkey, state, s)
+        out_keyed[m] = apos[s] & KEYED != 0
+        _release(prev, nxt, gen, exp, heap, hpos, apos, members, state, s)
         out[m] = s
         m += 1
     return m
 
 
 @numba.njit(**JIT)
-def _release_all(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
-                 nlen, nkey, state, slots):
+def _release_all(prev, nxt, gen, exp, heap, hpos, apos, members, state, slots):
     """``_release`` each of ``slots``, all live."""
     for s in slots:
-        _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
-                 nlen, nkey, state, s)
+        _release(prev, nxt, gen, exp, heap, hpos, apos, members, state, s)
 
 
 @numba.njit(**JIT)
-def _insert(codes, new, new_exp, new_ns, new_kh, prev, nxt, gen, tick, count, created, seen,
-            exp, heap, hpos, ns, npos, khash, ktable, members, nstart, nlen, ncap, nkey, state,
-            now, check_keys, out_slot, out_gen):
+def _insert(codes, new, new_exp, new_ns, new_home, prev, nxt, gen, tick, count, created, seen,
+            exp, heap, hpos, apos, members, nstart, nlen, ncap, kslot, kdisp, state, now,
+            check_keys, out_slot, out_gen, out_victim):
     """Store each row of ``new``; returns ``(rows stored, live entries evicted)``.
 
     Row ``i`` goes to slot ``out_slot[i]`` at generation ``out_gen[i]`` (its
     entry id's parts: a later row of a large batch may take the same slot
     again), expires at ``new_exp[i]`` (an empty ``new_exp``: no row expires)
-    and belongs to ``new_ns[i]`` (namespace id and flags), with key hash
-    ``new_kh[i]`` when it is ``KEYED``.
+    and joins namespace ``new_ns[i] & ID_MASK``; with ``KEYED`` in
+    ``new_ns[i]`` it is put in the key table under bucket ``new_home[i]``,
+    and with ``KEY_ONLY`` it is never scanned. ``out_victim[i]`` is the slot
+    of a keyed entry evicted for the row, whose key the caller then removes
+    from the table, else -1.
 
-    Rows stop early, before any change for the row, in two cases the caller
-    settles before passing the remaining rows again: its namespace's segment
-    needs an arena compaction (``out_slot[i]`` is -1), or, with
-    ``check_keys``, a live slot of its namespace has the same key hash
-    (``out_slot[i]`` is that slot and ``out_gen[i]`` is 0; the caller
-    compares the keys, then replaces that entry or stores the row unchecked).
+    Rows stop early, before any change for the row, in three cases the
+    caller settles before passing the remaining rows again: its namespace's
+    segment needs an arena compaction (``out_slot[i]`` is -1), its key's run
+    in the table is too long (-2), or, with ``check_keys``, an entry of its
+    namespace has a key of the same home (``out_slot[i]`` is that slot and
+    ``out_gen[i]`` is 0; the caller compares the keys, then replaces that
+    entry or stores the row unchecked).
 
     A slot comes from the free list, then from never-used capacity, and only
     then from the least recently used entry. The caller sizes the arrays first.
@@ -209,16 +229,20 @@ def _insert(codes, new, new_exp, new_ns, new_kh, prev, nxt, gen, tick, count, cr
     evicted = 0
     for i in range(new.shape[0]):
         x = new_ns[i] & ID_MASK
-        if check_keys and new_ns[i] & KEYED and ktable.shape[0] > 0:
-            found, _ = _key_find(ktable, khash, ns, new_kh[i], x, -1)
+        keyed = new_ns[i] & NEW_KEYED != 0
+        if keyed and check_keys:
+            found, _ = _key_find(kslot, kdisp, apos, members, nstart, nlen, new_home[i], x, -1)
             if found >= 0:
                 out_slot[i] = found
                 out_gen[i] = 0
                 return i, evicted
-        scannable = not new_ns[i] & KEY_ONLY
-        if scannable and not _ns_room(members, nstart, nlen, ncap, state, x):
+        if not _ns_room(members, nstart, nlen, ncap, state, x):
             out_slot[i] = -1
             return i, evicted
+        if keyed and _key_free_bucket(kslot, new_home[i]) < 0:
+            out_slot[i] = -2
+            return i, evicted
+        out_victim[i] = -1
         s = state[FREE]
         if s >= 0:
             state[FREE] = nxt[s]
@@ -228,8 +252,9 @@ def _insert(codes, new, new_exp, new_ns, new_kh, prev, nxt, gen, tick, count, cr
             gen[s] = 0
         else:
             s = state[TAIL]
-            _release(prev, nxt, gen, exp, heap, hpos, ns, npos, khash, ktable, members, nstart,
-                     nlen, nkey, state, s)
+            if apos[s] & KEYED:
+                out_victim[i] = s
+            _release(prev, nxt, gen, exp, heap, hpos, apos, members, state, s)
             state[FREE] = nxt[s]
             evicted += 1
         for w in range(codes.shape[0]):
@@ -245,41 +270,24 @@ def _insert(codes, new, new_exp, new_ns, new_kh, prev, nxt, gen, tick, count, cr
             exp[s] = new_exp[i] if new_exp.shape[0] > 0 else np.inf
             if exp[s] < np.inf:
                 _heap_push(heap, hpos, exp, state, s)
-        ns[s] = new_ns[i]
-        if scannable:
-            _ns_add(members, nstart, nlen, ncap, npos, state, x, s)
-        else:
-            npos[s] = -1
-            nkey[x] += 1
-        if new_ns[i] & KEYED:
-            _key_add(ktable, khash, s, new_kh[i])
+        apos[s] = KEYED if keyed else 0
+        _ns_add(members, nstart, nlen, ncap, apos, state, x,
+                -s - 2 if new_ns[i] & NEW_KEY_ONLY else s, s)
+        if keyed:
+            _key_add(kslot, kdisp, new_home[i], s)
         out_slot[i] = s
         out_gen[i] = gen[s]
     return new.shape[0], evicted
 
 
 @numba.njit(**JIT)
-def _replace(codes, code, flags, expires, prev, nxt, tick, count, created, seen, exp, heap,
-             hpos, ns, npos, members, nstart, nlen, ncap, nkey, state, now, s):
-    """Give the keyed entry in slot ``s`` a new code (none when ``flags`` has
-    ``KEY_ONLY``) and expiry, and count it as a use; its id and key stay.
-
-    Returns False, changing nothing, when its segment needs an arena
-    compaction first.
-    """
-    old = ns[s]
-    x = old & ID_MASK
-    to_scan = not flags & KEY_ONLY
-    if to_scan and old & KEY_ONLY:
-        if not _ns_room(members, nstart, nlen, ncap, state, x):
-            return False
-        nkey[x] -= 1
-        _ns_add(members, nstart, nlen, ncap, npos, state, x, s)
-    elif not to_scan and not old & KEY_ONLY:
-        _ns_remove(members, nstart, nlen, npos, x, s)
-        nkey[x] += 1
-    ns[s] = x | KEYED | (flags & KEY_ONLY)
-    if to_scan:
+def _replace(codes, code, key_only, expires, prev, nxt, tick, count, created, seen, exp, heap,
+             hpos, apos, members, state, now, s):
+    """Give the keyed entry in slot ``s`` a new code (none when ``key_only``) and expiry,
+    and count it as a use; its id, key and place stay."""
+    p = apos[s] & POS_MASK
+    members[p] = -s - 2 if key_only else s
+    if not key_only:
         for w in range(codes.shape[0]):
             codes[w, s] = code[w]
     if exp.shape[0] > 0:
@@ -289,7 +297,6 @@ def _replace(codes, code, flags, expires, prev, nxt, tick, count, created, seen,
             _heap_push(heap, hpos, exp, state, s)
     created[s] = now
     _touch(prev, nxt, tick, count, created, seen, state, s, now)
-    return True
 
 
 # ---------------------------------------------------------------- loading

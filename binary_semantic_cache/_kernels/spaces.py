@@ -4,9 +4,32 @@ import numba
 import numpy as np
 
 from .._core.jit import JIT
-from .state import HW, ID_MASK, KEY_ONLY, KEYED, MTOP, SIZE
+from .state import HW, KEYED, MAX_DISPLACEMENT, MTOP, POS_MASK, SIZE, TOMBSTONE
 
 # ---------------------------------------------------------------- namespace segments
+
+
+@numba.njit(**JIT)
+def _slot_of(value):
+    """The slot a place in the arena names (either kind of entry), or -1 for a tombstone."""
+    return value if value >= 0 else (-value - 2 if value < TOMBSTONE else -1)
+
+
+@numba.njit(**JIT)
+def _member(apos, members, lo, hi, s):
+    """Is slot ``s`` a scannable entry of the segment ``members[lo:hi]``?"""
+    p = apos[s] & POS_MASK
+    return lo <= p < hi and p < members.shape[0] and members[p] == s
+
+
+@numba.njit(**JIT)
+def _in_namespace(apos, members, nstart, nlen, s, x):
+    """Is slot ``s`` an entry (scannable or key-only) of namespace ``x``?"""
+    p = apos[s] & POS_MASK
+    if not nstart[x] <= p < nstart[x] + nlen[x] or p >= members.shape[0]:
+        return False
+    v = members[p]
+    return v == s or v == -s - 2
 
 
 @numba.njit(**JIT)
@@ -16,7 +39,7 @@ def _grown_cap(cap):
 
 @numba.njit(**JIT)
 def _ns_room(members, nstart, nlen, ncap, state, x):
-    """Can namespace ``x`` take one more slot without compacting the arena?"""
+    """Can namespace ``x`` take one more entry without compacting the arena?"""
     if nlen[x] < ncap[x]:
         return True
     top = state[MTOP]
@@ -26,8 +49,11 @@ def _ns_room(members, nstart, nlen, ncap, state, x):
 
 
 @numba.njit(**JIT)
-def _ns_add(members, nstart, nlen, ncap, npos, state, x, s):
-    """Append slot ``s`` to namespace ``x``'s segment; ``_ns_room`` must hold."""
+def _ns_add(members, nstart, nlen, ncap, apos, state, x, value, s):
+    """Append ``value`` (slot ``s``, scannable or key-only) to namespace ``x``'s segment.
+
+    ``_ns_room`` must hold.
+    """
     if nlen[x] == ncap[x]:
         top = state[MTOP]
         want = _grown_cap(ncap[x])
@@ -37,36 +63,32 @@ def _ns_add(members, nstart, nlen, ncap, npos, state, x, s):
             ncap[x] += grow
             state[MTOP] = top + grow
         else:
-            # Copied, never moved: a lock-free reader may still scan the old place.
+            # Copied without its tombstones, never moved: a lock-free reader
+            # may still scan the old place.
             start = nstart[x]
+            m = 0
             for i in range(nlen[x]):
-                members[top + i] = members[start + i]
+                v = members[start + i]
+                t = _slot_of(v)
+                if t >= 0:
+                    members[top + m] = v
+                    apos[t] = (apos[t] & KEYED) | (top + m)
+                    m += 1
             nstart[x] = top
+            nlen[x] = m
             ncap[x] = want
             state[MTOP] = top + want
-    p = nlen[x]
-    members[nstart[x] + p] = s
-    npos[s] = p
-    nlen[x] = p + 1
+    p = nstart[x] + nlen[x]
+    members[p] = value
+    apos[s] = (apos[s] & KEYED) | p
+    nlen[x] += 1
 
 
 @numba.njit(**JIT)
-def _ns_remove(members, nstart, nlen, npos, x, s):
-    """Take slot ``s`` out of namespace ``x``'s segment; the last member fills its place."""
-    p = npos[s]
-    last = nlen[x] - 1
-    t = members[nstart[x] + last]
-    members[nstart[x] + p] = t
-    npos[t] = p
-    nlen[x] = last
-    npos[s] = -1
+def _ns_compact(members, nstart, nlen, apos, last, out, out_start, out_len, out_cap):
+    """Lay every segment out afresh in ``out``, without tombstones; returns the new top.
 
-
-@numba.njit(**JIT)
-def _ns_compact(members, nstart, nlen, ncap, last, out, out_start, out_cap):
-    """Lay every segment out afresh in ``out``; returns the new top.
-
-    Each namespace gets an eighth more room than it holds, namespace ``last``
+    Each namespace gets an eighth more room than it holds; namespace ``last``
     is laid out at the end, so it can grow in place into what is left.
     """
     top = 0
@@ -76,37 +98,61 @@ def _ns_compact(members, nstart, nlen, ncap, last, out, out_start, out_cap):
         if k == last or (k == n and last < 0):
             continue
         out_start[x] = top
-        out_cap[x] = nlen[x] + (nlen[x] >> 3)
+        m = 0
         for i in range(nlen[x]):
-            out[top + i] = members[nstart[x] + i]
+            v = members[nstart[x] + i]
+            t = _slot_of(v)
+            if t >= 0:
+                out[top + m] = v
+                apos[t] = (apos[t] & KEYED) | (top + m)
+                m += 1
+        out_len[x] = m
+        out_cap[x] = m + (m >> 3)
         top += out_cap[x]
     return top
+
+
+@numba.njit(**JIT)
+def _ns_counts(members, nstart, nlen, out):
+    """Live entries of each namespace (tombstones left out) into ``out``."""
+    for x in range(nstart.shape[0]):
+        c = 0
+        for i in range(nstart[x], nstart[x] + nlen[x]):
+            if members[i] != TOMBSTONE:
+                c += 1
+        out[x] = c
+
+
+@numba.njit(**JIT)
+def _ns_slots(members, lo, m, out):
+    """The slots of the segment ``members[lo:lo+m]`` into ``out``; returns how many."""
+    k = 0
+    for i in range(lo, lo + m):
+        t = _slot_of(members[i])
+        if t >= 0:
+            out[k] = t
+            k += 1
+    return k
 
 
 # ---------------------------------------------------------------- key table
 
 
 @numba.njit(**JIT)
-def _home(h, size):
-    """Bucket of hash ``h`` in a table of ``size``: multiply-shift, no power of two needed."""
-    return np.int64((np.uint64(h) * np.uint64(size)) >> np.uint64(32))
+def _key_find(kslot, kdisp, apos, members, nstart, nlen, home, x, start):
+    """Next slot of namespace ``x`` whose key has home bucket ``home``, from bucket ``start``.
 
-
-@numba.njit(**JIT)
-def _key_find(ktable, khash, ns, h, want, start):
-    """First slot from bucket ``start`` (-1: its home) of hash ``h`` in namespace ``want``.
-
-    Returns ``(slot, bucket)``, slot -1 when there is none. Hashes can
-    collide: the caller compares the keys and, on a mismatch, probes on
-    from ``bucket + 1``.
+    Returns ``(slot, bucket)``, slot -1 when there is none (``start`` -1: from
+    the home). Keys sharing a home are told apart by the caller, which
+    compares them and, on a mismatch, probes on from ``bucket + 1``.
     """
-    size = ktable.shape[0]
-    i = _home(h, size) if start < 0 else start % size
+    size = kslot.shape[0]
+    i = home if start < 0 else start % size
     for _ in range(size):
-        s = ktable[i]
+        s = kslot[i]
         if s < 0:
             return -1, -1
-        if khash[s] == h and ns[s] & ID_MASK == want:
+        if (i - np.int64(kdisp[i])) % size == home and _in_namespace(apos, members, nstart, nlen, s, x):
             return s, i
         i += 1
         if i == size:
@@ -115,23 +161,43 @@ def _key_find(ktable, khash, ns, h, want, start):
 
 
 @numba.njit(**JIT)
-def _key_add(ktable, khash, s, h):
-    khash[s] = h
-    size = ktable.shape[0]
-    i = _home(h, size)
-    while ktable[i] >= 0:
+def _key_free_bucket(kslot, home):
+    """The empty bucket a key of ``home`` would take, or -1 past ``MAX_DISPLACEMENT``."""
+    size = kslot.shape[0]
+    i = home
+    for d in range(MAX_DISPLACEMENT + 1):
+        if kslot[i] < 0:
+            return i
         i += 1
         if i == size:
             i = 0
-    ktable[i] = s
+    return -1
 
 
 @numba.njit(**JIT)
-def _key_remove(ktable, khash, s):
-    """Delete slot ``s`` from the table, shifting later entries of its run back."""
-    size = ktable.shape[0]
-    i = _home(khash[s], size)
-    while ktable[i] != s:
+def _key_add(kslot, kdisp, home, s):
+    """Put slot ``s`` under ``home``; False, changing nothing, past ``MAX_DISPLACEMENT``."""
+    i = _key_free_bucket(kslot, home)
+    if i < 0:
+        return False
+    kslot[i] = s
+    kdisp[i] = (i - home) % kslot.shape[0]
+    return True
+
+
+@numba.njit(**JIT)
+def _key_remove(kslot, kdisp, home, s):
+    """Delete slot ``s``'s bucket under ``home``, shifting later entries of its run back.
+
+    Returns False when no bucket of that home holds ``s``.
+    """
+    size = kslot.shape[0]
+    i = home
+    while True:
+        if kslot[i] < 0:
+            return False
+        if kslot[i] == s and (i - np.int64(kdisp[i])) % size == home:
+            break
         i += 1
         if i == size:
             i = 0
@@ -140,35 +206,37 @@ def _key_remove(ktable, khash, s):
         j += 1
         if j == size:
             j = 0
-        t = ktable[j]
-        if t < 0:
+        if kslot[j] < 0:
             break
-        k = _home(khash[t], size)
-        # t may move back to i only if its home is not cyclically within (i, j].
+        k = (j - np.int64(kdisp[j])) % size  # its home
+        # It may move back to the hole at i only if its home is not cyclically in (i, j].
         if (i < j and i < k <= j) or (i > j and (k > i or k <= j)):
             continue
-        ktable[i] = t
+        kslot[i] = kslot[j]
+        kdisp[i] = (i - k) % size
         i = j
-    ktable[i] = -1
+    kslot[i] = -1
+    kdisp[i] = 0
+    return True
 
 
 @numba.njit(**JIT)
-def _key_rebuild(ktable, khash, ns, gen, n):
-    """Fill an empty table with every live keyed slot below ``n``."""
-    for s in range(n):
-        if gen[s] & 1 and ns[s] & KEYED:
-            _key_add(ktable, khash, s, khash[s])
+def _key_remove_all(kslot, kdisp, homes, slots):
+    """``_key_remove`` each pair; returns how many were not found."""
+    missing = 0
+    for k in range(slots.shape[0]):
+        if not _key_remove(kslot, kdisp, homes[k], slots[k]):
+            missing += 1
+    return missing
 
 
 @numba.njit(**JIT)
-def _ns_slots(ns, gen, n, x, out):
-    """Live slots of namespace ``x`` (scannable or key-only) into ``out``; returns how many."""
-    m = 0
-    for s in range(n):
-        if gen[s] & 1 and ns[s] & ID_MASK == x:
-            out[m] = s
-            m += 1
-    return m
+def _key_fill(kslot, kdisp, homes, slots):
+    """Put each slot under its home in an empty table; returns False on an overlong run."""
+    for k in range(slots.shape[0]):
+        if not _key_add(kslot, kdisp, homes[k], slots[k]):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- loading
@@ -177,65 +245,60 @@ BAD_NAMESPACE, BAD_KEYS = 5, 6
 
 
 @numba.njit(**JIT)
-def _check_spaces(gen, ns, npos, members, nstart, nlen, ncap, nkey, khash, ktable, state):
+def _check_spaces(gen, apos, members, nstart, nlen, ncap, kslot, kdisp, state):
     """``(0, -1)`` when segments and key table agree with the slots, else ``(problem, slot)``.
 
     Sound means: segments lie inside the arena below its top and do not
-    overlap; each holds live, scannable slots of its namespace whose ``npos``
-    points back; every live slot is counted once, in a segment or in
-    ``nkey``; the key table holds each live keyed slot once, reachable from
-    its home before an empty bucket, and has an empty bucket.
+    overlap; each place holds a tombstone or a live slot whose ``apos``
+    points back, and every live slot has such a place; ``KEYED`` slots are
+    exactly those in the key table, each once, reachable from its home (no
+    empty bucket between), displacements within bounds, with an empty bucket
+    left. Whether a home is the right one for its key needs the keys, so a
+    damaged table with ``verify=False`` can cost exact hits, never give a
+    wrong one: the owner compares every key it returns.
     """
     hw = state[HW]
     top = state[MTOP]
-    n_ns = nstart.shape[0]
-    if not 0 <= top <= members.shape[0]:
+    if not 0 <= top <= members.shape[0] or top > POS_MASK:
         return BAD_NAMESPACE, -1
-    owner = np.full(top, -1, np.int64)
-    counted = np.zeros(hw, np.bool_)
+    taken = np.zeros(top, np.bool_)
+    placed = np.zeros(hw, np.bool_)
     total = 0
-    for x in range(n_ns):
+    for x in range(nstart.shape[0]):
         a, m, c = nstart[x], nlen[x], ncap[x]
-        if m < 0 or c < m or nkey[x] < 0 or (c > 0 and (a < 0 or a + c > top)):
+        if m < 0 or c < m or (c > 0 and (a < 0 or a + c > top)):
             return BAD_NAMESPACE, -1
-        for p in range(c):
-            if owner[a + p] >= 0:
+        for p in range(a, a + c):
+            if taken[p]:
                 return BAD_NAMESPACE, -1
-            owner[a + p] = x
-        for p in range(m):
-            s = members[a + p]
-            if (s < 0 or s >= hw or counted[s] or gen[s] & 1 == 0 or npos[s] != p
-                    or ns[s] & ID_MASK != x or ns[s] & KEY_ONLY):
+            taken[p] = True
+        for p in range(a, a + m):
+            v = members[p]
+            if v == TOMBSTONE:
+                continue
+            s = _slot_of(v)
+            if s < 0 or s >= hw or placed[s] or gen[s] & 1 == 0 or apos[s] & POS_MASK != p:
                 return BAD_NAMESPACE, s
-            counted[s] = True
-        total += m + nkey[x]
+            placed[s] = True
+            total += 1
     keyed = 0
-    key_only = np.zeros(n_ns, np.int64)
     for s in range(hw):
         if gen[s] & 1 == 0:
             continue
-        x = ns[s] & ID_MASK
-        if ns[s] < 0 or x >= n_ns or (ns[s] & KEY_ONLY and not ns[s] & KEYED):
+        if not placed[s]:
             return BAD_NAMESPACE, s
-        if ns[s] & KEY_ONLY:
-            key_only[x] += 1
-        elif not counted[s]:
-            return BAD_NAMESPACE, s
-        if ns[s] & KEYED:
+        if apos[s] & KEYED:
             keyed += 1
     if total != state[SIZE]:
         return BAD_NAMESPACE, -1
-    for x in range(n_ns):
-        if key_only[x] != nkey[x]:
-            return BAD_NAMESPACE, -1
-    if ktable.shape[0] == 0:
+    size = kslot.shape[0]
+    if size == 0:
         return (BAD_KEYS, -1) if keyed else (0, -1)
-    size = ktable.shape[0]
-    if khash.shape[0] < hw or keyed >= size:
+    if kdisp.shape[0] != size or keyed >= size:
         return BAD_KEYS, -1
     empty = -1
     for i in range(size):
-        if ktable[i] < 0:
+        if kslot[i] < 0:
             empty = i
             break
     if empty < 0:
@@ -244,18 +307,19 @@ def _check_spaces(gen, ns, npos, members, nstart, nlen, ncap, nkey, khash, ktabl
     # run of full buckets that ends at it, or a probe from there stops short.
     found = np.zeros(hw, np.bool_)
     n_found = 0
-    run = 0  # full buckets since the last empty one, this one included
+    run = 0
     for step in range(1, size + 1):
         i = (empty + step) % size
-        s = ktable[i]
+        s = kslot[i]
         if s < 0:
+            if kdisp[i] != 0:
+                return BAD_KEYS, -1
             run = 0
             continue
         run += 1
-        if s >= hw or found[s] or gen[s] & 1 == 0 or not ns[s] & KEYED:
+        if s >= hw or found[s] or gen[s] & 1 == 0 or not apos[s] & KEYED:
             return BAD_KEYS, s
-        back = (i - _home(khash[s], size)) % size  # probes from its home to here
-        if back >= run:
+        if kdisp[i] >= run or kdisp[i] > MAX_DISPLACEMENT:
             return BAD_KEYS, s
         found[s] = True
         n_found += 1

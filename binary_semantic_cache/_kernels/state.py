@@ -19,20 +19,22 @@ is the one caller. Layout:
   while the whole record stays at 64 bytes for 256-bit codes.
 * ``exp``/``heap``/``hpos``: expiry times and an indexed min-heap over the slots
   that have one. Zero-length until the first entry with a time to live.
-* ``ns``: ``int32[capacity]``, the entry's namespace id in the low 29 bits, plus
-  ``KEYED`` when it has an exact key and ``KEY_ONLY`` when it has no code (a
-  key-only entry, which no scan may return). Scans keep a slot whose
-  ``ns & SCAN_MASK`` equals the namespace asked for.
-* ``npos``: ``int32[capacity]``, the slot's position in its namespace's segment.
-* ``members``: ``int32[arena]``, every namespace's scannable slots, each
-  namespace a dense segment ``members[nstart[x] : nstart[x] + nlen[x]]`` with room
-  for ``ncap[x]``. A full segment grows in place when it is the last one, else
-  moves to the top (``state[MTOP]``); the space it leaves is reclaimed when the
-  owner compacts the arena into a new array. ``nkey[x]`` counts the key-only
-  entries, which have no place in a segment.
-* ``khash``/``ktable``: the exact tier, zero-length until the first key. ``khash``
-  holds 32 bits of each key's hash; ``ktable`` is an open-addressing table of
-  slots (linear probing, -1 empty), always larger than the slot capacity.
+* ``apos``: ``int32[capacity]``, where the slot sits in the namespace arena,
+  plus ``KEYED`` when the entry has an exact key.
+* ``members``: ``int32[arena]``, every namespace's entries, each namespace a
+  segment ``members[nstart[x] : nstart[x] + nlen[x]]`` with room for ``ncap[x]``.
+  A place holds the slot of a scannable entry, ``-(slot + 2)`` for a key-only
+  entry (which no scan may return), or ``TOMBSTONE`` where an entry left. A
+  slot belongs to namespace ``x`` when its ``apos`` lies in ``x``'s segment and
+  the place there names it back. A full segment grows in place when it is the
+  last one, else is copied, without its tombstones, to the top
+  (``state[MTOP]``); the space it leaves is reclaimed when the owner compacts
+  the arena into a new array.
+* ``kslot``/``kdisp``: the exact tier, zero-length until the first key: an
+  open-addressing table (linear probing) of slots, -1 empty, and each one's
+  distance from its home bucket (at most ``MAX_DISPLACEMENT``). No hash is
+  kept per slot: the owner recomputes a key's home from the key itself when
+  its entry leaves, and compares keys itself on a lookup.
 * ``state``: ``int64[8]`` holding the scalars below, so kernels can update them.
 """
 
@@ -42,8 +44,11 @@ HEAD, TAIL, FREE, HW, SIZE, HEAPN, TICK, MTOP = 0, 1, 2, 3, 4, 5, 6, 7
 STATE_LEN = 8
 TICK_MAX = np.uint32(0xFFFFFFFF)
 
-NS_BITS = 29
-ID_MASK = (1 << NS_BITS) - 1  # namespace ids run 0..ID_MASK; 0 is the default namespace
-KEYED = 1 << NS_BITS
-KEY_ONLY = 1 << (NS_BITS + 1)
-SCAN_MASK = ID_MASK | KEY_ONLY
+KEYED = 1 << 30  # in apos
+# A new row's namespace id and flags, as the insert kernel takes them.
+ID_MASK = (1 << 29) - 1
+NEW_KEYED = 1 << 29
+NEW_KEY_ONLY = 1 << 30
+POS_MASK = KEYED - 1  # arena positions run 0..POS_MASK
+TOMBSTONE = -1
+MAX_DISPLACEMENT = 255

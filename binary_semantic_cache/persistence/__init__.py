@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _kernels as K
-from .._core.index import Index, entry_id
+from .._core.index import NAMESPACE_ARRAYS, Index, entry_id
 from .._core.responses import Responses
 from .._core.snapshot import Snapshot
 from .._core.spaces import FREE
@@ -113,11 +113,11 @@ def _serialise(snapshot, allow_pickle):
         capacity=idx.capacity, max_entries=snapshot.max_entries, threshold=snapshot.threshold,
         ttl=snapshot.ttl, state=tuple(int(v) for v in idx.state), counters=snapshot.counters,
         projection_sha256=bytes.fromhex(enc.fingerprint[3]), rescore=snapshot.rescore,
-        rescore_k=snapshot.rescore_k, has_keys=idx.has_keys, key_buckets=idx.ktable.shape[0],
-        namespaces=idx.namespace_slots, arena=members.shape[0])
+        rescore_k=snapshot.rescore_k, has_keys=idx.has_keys, key_buckets=idx.kslot.shape[0],
+        namespaces=idx.namespace_slots, arena=members.shape[0], salt=snapshot.salt)
     records, at = [F.RESPONSES_MAGIC], len(F.RESPONSES_MAGIC)
     live = (idx.gen[:slots] % 2 == 1).tolist()
-    keyed = (idx.ns[:slots] & K.KEYED != 0).tolist()
+    keyed = (idx.apos[:slots] & K.KEYED != 0).tolist()
     offsets = {name: np.zeros(n + 1, "<u8") for name, n in (
         ("resp_off", slots), ("key_off", slots), ("name_off", header.namespaces))}
     for s in range(slots):
@@ -144,8 +144,7 @@ def _serialise(snapshot, allow_pickle):
             at += len(records[-1])
     offsets["name_off"][header.namespaces] = at
     layout, total = header.layout()
-    arrays = dict(offsets, members=members, **dict(zip(("nstart", "nlen", "ncap", "nkey"),
-                                                      idx.seg[1:])))
+    arrays = dict(offsets, members=members, **dict(zip(NAMESPACE_ARRAYS, idx.seg[1:])))
     parts, written = [header.pack()], F.HEADER_BYTES
     for name, (offset, dtype, shape) in layout.items():
         array = arrays[name] if name in arrays else getattr(idx, name)
@@ -284,7 +283,8 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
     snapshot = Snapshot(encoder, header.max_entries, header.threshold, header.ttl,
                         header.rescore, header.rescore_k, header.counters, index,
                         Responses(index.capacity, blob, offsets, allow_pickle),
-                        Responses(index.capacity, blob, key_offsets), names)
+                        Responses(index.capacity, blob, key_offsets), names,
+                        header.salt if header.version > 1 else os.urandom(16))
     # Outside the net: a bad clock or parallel is the caller's error, not the file's.
     return cls._from_snapshot(snapshot, clock=clock, parallel=parallel,
                               mappings=[entries, blob] if mmap else [])
@@ -312,7 +312,6 @@ def _parse(data, entries, blob, encoder, mapped):
         index = Index.upgraded(arrays, header.state, mapped=mapped)
     else:
         index = Index.from_arrays(arrays, header.state, mapped=mapped)
-    names = _names(blob, name_offsets, index, where)
     # Kernels run without bounds checks: this one O(n) pass, made even with
     # verify=False, is what keeps a damaged file from crashing the process or
     # hanging it in a cycle. It can then give wrong answers at worst.
@@ -320,6 +319,7 @@ def _parse(data, entries, blob, encoder, mapped):
     if problem:
         raise CorruptFileError(f"{where}: {_SLOT_PROBLEMS[problem]} is inconsistent at slot "
                                f"{slot}; the file is damaged")
+    names = _names(blob, name_offsets, index, where)
     return header, encoder, index, (offsets, key_offsets, names)
 
 
@@ -348,8 +348,8 @@ _SLOT_PROBLEMS = {
     K.BAD_FREE: "the free list",
     K.BAD_HEAP: "the expiry heap (heap/hpos/exp)",
     K.BAD_NORM: "the norms of the stored int8 vectors",
-    K.BAD_NAMESPACE: "the namespace segments (ns/npos/members/nstart/nlen/ncap/nkey)",
-    K.BAD_KEYS: "the exact-key table (khash/ktable)",
+    K.BAD_NAMESPACE: "the namespace segments (apos/members/nstart/nlen/ncap)",
+    K.BAD_KEYS: "the exact-key table (kslot/kdisp)",
 }
 
 

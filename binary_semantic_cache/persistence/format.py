@@ -30,9 +30,10 @@ ALIGN = 64
 # ttl (NaN: none),
 # kernel state (8 x int64), hits, misses, evictions, expirations, sha256 of the projection,
 # rescore kind (index into RESCORE_KINDS), rescore_k; from version 2: exact hits (after
-# expirations), has_keys, key table buckets, namespace ids, namespace arena length
+# expirations), has_keys, key table buckets, namespace ids, namespace arena length, salt
+# of the key hashes
 _HEADER_V1 = struct.Struct("<8sIIIIIIQQQQQdd8q4Q32sII")
-_HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q5Q32sIIIQQQ")
+_HEADER = struct.Struct("<8sIIIIIIQQQQQdd8q5Q32sIIIQQQ16s")
 RESCORE_KINDS = (None, "int8", "float16", "float32")
 # Hits, misses, evictions and expirations: no cache reaches this, a damaged header may.
 _COUNTER_MAX = 2**62
@@ -61,6 +62,7 @@ class Header:
     namespaces: int = 1
     arena: int = 0
     version: int = VERSION
+    salt: bytes = bytes(16)
 
     def pack(self):
         raw = _HEADER.pack(
@@ -70,7 +72,7 @@ class Header:
             self.threshold, math.nan if self.ttl is None else self.ttl, *self.state,
             *(min(c, _COUNTER_MAX) for c in self.counters), self.projection_sha256,
             RESCORE_KINDS.index(self.rescore), self.rescore_k, int(self.has_keys),
-            self.key_buckets, self.namespaces, self.arena)
+            self.key_buckets, self.namespaces, self.arena, self.salt)
         return raw.ljust(HEADER_BYTES, b"\x00")
 
     def layout(self):
@@ -90,8 +92,8 @@ class Header:
                 fields.append(("vnorm", "<f4", (self.capacity,)))
         if self.version > 1:
             if self.has_keys:
-                fields += [("khash", "<u4", (self.capacity,)),
-                           ("ktable", "<i4", (self.key_buckets,))]
+                fields += [("kslot", "<i4", (self.key_buckets,)),
+                           ("kdisp", "|u1", (self.key_buckets,))]
             fields += [(name, "<i4", (self.namespaces,)) for name in NAMESPACE_ARRAYS]
             fields.append(("members", "<i4", (self.arena,)))
         fields.append(("resp_off", "<u8", (self.slots + 1,)))
@@ -125,19 +127,19 @@ def unpack_header(raw, where):
                                  f"versions {READABLE}; use the release that wrote it")
     if version == 1:
         fields = _HEADER_V1.unpack_from(raw)
-        fields = fields[:26] + (0,) + fields[26:] + (0, 0, 1, 0)  # no exact hits, keys, names
+        fields = fields[:26] + (0,) + fields[26:] + (0, 0, 1, 0, bytes(16))  # no keys, names
     else:
         fields = _HEADER.unpack_from(raw)
     (code_bits, n_words, dim, has_expiry, seed, count, slots, capacity, max_entries, threshold,
      ttl) = fields[3:14]
     state, counters, sha = fields[14:22], fields[22:27], fields[27]
-    kind, rescore_k, has_keys, key_buckets, namespaces, arena = fields[28:34]
+    kind, rescore_k, has_keys, key_buckets, namespaces, arena, salt = fields[28:35]
     if kind >= len(RESCORE_KINDS):
         raise CorruptFileError(f"{where}: unknown rescore kind {kind}")
     header = Header(code_bits, n_words, dim, bool(has_expiry), seed, count, slots, capacity,
                     max_entries, threshold, None if math.isnan(ttl) else ttl, state, counters, sha,
                     RESCORE_KINDS[kind], rescore_k, bool(has_keys), key_buckets, namespaces, arena,
-                    version)
+                    version, salt)
     _check(header, where)
     return header
 
@@ -167,9 +169,9 @@ def _check(h, where):
     if not 1 <= h.rescore_k <= 10_000:
         problems.append(f"rescore_k {h.rescore_k}")
     if h.version > 1:
-        if not 1 <= h.namespaces <= K.ID_MASK + 1 or not 0 <= h.state[K.MTOP] <= h.arena < 2**31:
+        if not 1 <= h.namespaces <= K.ID_MASK + 1 or not 0 <= h.state[K.MTOP] <= h.arena <= K.POS_MASK:
             problems.append(f"{h.namespaces} namespace ids, arena {h.state[K.MTOP]} of {h.arena}")
-        if h.has_keys != (h.key_buckets > 0) or (h.has_keys and not h.capacity < h.key_buckets
+        if h.has_keys != (h.key_buckets > 0) or (h.has_keys and not h.max_entries < h.key_buckets
                                                  < 2**31):
             problems.append(f"key table of {h.key_buckets} buckets for {h.capacity} slots")
     if problems:

@@ -163,7 +163,9 @@ class _Data:
         self.rows = np.ascontiguousarray(self.codes.T)
         self.gen = np.ones(n, np.uint32)
         self.tick = np.arange(1, n + 1, dtype=np.uint32)
-        self.ns = np.zeros(n, np.int32)  # every code in the default namespace
+        # Every code in the default namespace: slot i at place i of its segment.
+        self.apos = np.arange(n, dtype=np.int32)
+        self.members = np.arange(n, dtype=np.int32)
         queries = rng.integers(0, 2**64, size=(N_QUERIES, N_WORDS), dtype=np.uint64,
                                endpoint=False)
         near = rng.integers(0, n, size=N_QUERIES // 2)
@@ -179,9 +181,10 @@ def _faiss_index(data, faiss):
 
 def _phases(data, faiss, index, threads):
     """``{phase: {method: call(query) -> best distance}}``: like with like in each phase."""
-    codes, n, gen, tick, ns, rows = data.codes, data.n, data.gen, data.tick, data.ns, data.rows
+    codes, n, gen, tick, rows = data.codes, data.n, data.gen, data.tick, data.rows
+    space = (data.apos, data.members, 0, n)
     serial = {
-        "numba serial": lambda q: K._scan_top1(codes, n, q, gen, tick, ns, 0)[1],
+        "numba serial": lambda q: K._scan_top1(codes, n, q, gen, tick, *space)[1],
         "numpy": lambda q: int(bit_count(rows ^ q).sum(axis=1, dtype=np.int64).min()),
         "read roof serial": lambda q: _stream_xor(codes, n),
     }
@@ -191,8 +194,8 @@ def _phases(data, faiss, index, threads):
             index.search(q.view(np.uint8)[None, :], 1)[0][0, 0]))
     if threads > 1:
         phases["parallel"] = {
-            "numba parallel": lambda q: K._scan_top1_parallel(codes, n, q, gen, tick, ns,
-                                                              0, threads)[1],
+            "numba parallel": lambda q: K._scan_top1_parallel(codes, n, q, gen, tick,
+                                                              *space, threads)[1],
             "read roof parallel": lambda q: _stream_xor_parallel(codes, n, threads),
         }
         if index is not None:
@@ -204,17 +207,17 @@ def _phases(data, faiss, index, threads):
 def _batch_phases(data, faiss, index, threads):
     """Per-query cost of one batch of ``N_QUERIES``: ``{phase: {method: call(_)}}``."""
     codes, n, gen, tick, queries = data.codes, data.n, data.gen, data.tick, data.queries
-    ns = data.ns
+    space = (data.apos, data.members, 0, n)
     slots = np.empty(len(queries), np.int64)
     dists = np.empty(len(queries), np.int64)
 
     def ours(parallel):
         def call(_):
             if parallel:
-                K._scan_batch_parallel(codes, n, queries, gen, tick, ns, 0, slots, dists,
+                K._scan_batch_parallel(codes, n, queries, gen, tick, *space, slots, dists,
                                        threads)
             else:
-                K._scan_batch(codes, n, queries, gen, tick, ns, 0, slots, dists)
+                K._scan_batch(codes, n, queries, gen, tick, *space, slots, dists)
             return dists.copy()
         return call
 
