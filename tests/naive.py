@@ -94,11 +94,9 @@ def spaces_sound(gen, apos, members, nstart, nlen, ncap, kslot, kdisp, state):
             if kdisp[i] != 0:
                 return False
             continue
-        d = int(kdisp[i])
-        if d > 255:
-            return False
-        # Every bucket from the home up to here is full, or a probe stops short.
-        if any(kslot[(i - k) % size_t] < 0 for k in range(1, d + 1)):
+        # Robin Hood order: at most one more than the bucket before (-1 if empty).
+        previous = -1 if kslot[i - 1] < 0 else int(kdisp[i - 1])
+        if int(kdisp[i]) > min(255, previous + 1):
             return False
     return True
 

@@ -148,7 +148,7 @@ def test_a_run_past_the_longest_displacement_is_refused_unchanged():
         assert K._key_add(kslot, kdisp, 5, s)
     before = kslot.copy(), kdisp.copy()
     assert not K._key_add(kslot, kdisp, 5, 999)
-    assert K._key_free_bucket(kslot, 5) == -1
+    assert not K._key_fits(kslot, kdisp, 5) and K._key_fits(kslot, kdisp, 5 + 256 + 1)
     assert np.array_equal(kslot, before[0]) and np.array_equal(kdisp, before[1])
 
 
@@ -291,3 +291,15 @@ def test_grown_index_keeps_segments_and_keys(n):
     assert verdicts(grown) == (True, True)
     assert np.array_equal(grown.kslot, index.kslot)
     assert grown.counts().tolist() == index.counts().tolist()
+
+
+def test_a_row_whose_key_run_would_grow_too_long_stops_the_insert():
+    index = Index(1, 400)
+    index.enable_keys(460)
+    n = K.MAX_DISPLACEMENT + 2
+    flags = np.full(n, K.NEW_KEYED, np.int32)
+    homes = np.full(n, 7, np.int64)  # every key under one home
+    done, slots, _, _, _ = index.insert(np.zeros((n, 1), np.uint64), np.zeros(0), 1.0, flags,
+                                        homes)
+    assert done == n - 1 and slots[done] == -2
+    assert index.size == n - 1 and verdicts(index) == (True, True)

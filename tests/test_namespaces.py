@@ -275,3 +275,24 @@ def test_rescoring_looks_only_inside_the_namespace(rescore):
     assert cache.get(VECTORS[0], namespace="b").response == "b"
     assert [e.response for e in cache.search(VECTORS[0], k=5, namespace="b")] == ["b"]
     assert cache.get(VECTORS[0], namespace="c") is None
+
+
+def test_a_key_table_crowded_under_one_salt_is_refilled_under_another(monkeypatch):
+    from binary_semantic_cache import cache as cache_module
+
+    real = cache_module.key_home
+    first = {}
+
+    def crowded(record, salt, buckets):
+        # Under the cache's first salt every key lands in one bucket.
+        first.setdefault("salt", salt)
+        return 3 if salt == first["salt"] else real(record, salt, buckets)
+
+    monkeypatch.setattr(cache_module, "key_home", crowded)
+    cache = make(max_entries=1000)
+    n = 400
+    x = np.random.default_rng(9).standard_normal((n, DIM))
+    ids = cache.put_batch(x, list(range(n)), keys=[f"k{i}" for i in range(n)])
+    assert cache._salt != first["salt"] and cache._index.check() == (0, -1)
+    assert [cache.get_exact(f"k{i}").id for i in range(n)] == ids
+    assert cache.put(x[0], "again", key="k0") == ids[0] and len(cache) == n

@@ -89,7 +89,7 @@ from .spaces import (  # noqa: F401
     _key_add,
     _key_fill,
     _key_find,
-    _key_free_bucket,
+    _key_fits,
     _key_remove,
     _key_remove_all,
     _member,

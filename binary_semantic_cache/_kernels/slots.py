@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from .._core.jit import JIT
-from .spaces import _key_add, _key_find, _key_free_bucket, _ns_add, _ns_room
+from .spaces import _key_add, _key_find, _key_fits, _ns_add, _ns_room
 from .state import (
     FREE,
     HEAD,
@@ -239,7 +239,7 @@ def _insert(codes, new, new_exp, new_ns, new_home, prev, nxt, gen, tick, count, 
         if not _ns_room(members, nstart, nlen, ncap, state, x):
             out_slot[i] = -1
             return i, evicted
-        if keyed and _key_free_bucket(kslot, new_home[i]) < 0:
+        if keyed and not _key_fits(kslot, kdisp, new_home[i]):
             out_slot[i] = -2
             return i, evicted
         out_victim[i] = -1

@@ -150,9 +150,12 @@ def _key_find(kslot, kdisp, apos, members, nstart, nlen, home, x, start):
     i = home if start < 0 else start % size
     for _ in range(size):
         s = kslot[i]
-        if s < 0:
+        dist = (i - home) % size
+        # Robin Hood order: entries of one home sit together, after every entry
+        # of an earlier home, so a shorter displacement means this home is done.
+        if s < 0 or kdisp[i] < dist:
             return -1, -1
-        if (i - np.int64(kdisp[i])) % size == home and _in_namespace(apos, members, nstart, nlen, s, x):
+        if kdisp[i] == dist and _in_namespace(apos, members, nstart, nlen, s, x):
             return s, i
         i += 1
         if i == size:
@@ -161,42 +164,60 @@ def _key_find(kslot, kdisp, apos, members, nstart, nlen, home, x, start):
 
 
 @numba.njit(**JIT)
-def _key_free_bucket(kslot, home):
-    """The empty bucket a key of ``home`` would take, or -1 past ``MAX_DISPLACEMENT``."""
+def _key_fits(kslot, kdisp, home):
+    """Would ``_key_add`` under ``home`` keep every displacement within bounds?"""
     size = kslot.shape[0]
     i = home
-    for d in range(MAX_DISPLACEMENT + 1):
+    d = 0
+    for _ in range(size):
         if kslot[i] < 0:
-            return i
+            return True
+        if kdisp[i] < d:
+            d = kdisp[i]  # the entry it displaces is carried on instead
+        d += 1
+        if d > MAX_DISPLACEMENT:
+            return False
         i += 1
         if i == size:
             i = 0
-    return -1
+    return False
 
 
 @numba.njit(**JIT)
 def _key_add(kslot, kdisp, home, s):
-    """Put slot ``s`` under ``home``; False, changing nothing, past ``MAX_DISPLACEMENT``."""
-    i = _key_free_bucket(kslot, home)
-    if i < 0:
+    """Put slot ``s`` under ``home`` (Robin Hood: it takes the bucket of any entry nearer
+    its own home, which moves on); False, changing nothing, past ``MAX_DISPLACEMENT``."""
+    if not _key_fits(kslot, kdisp, home):
         return False
+    size = kslot.shape[0]
+    i = home
+    d = 0
+    while kslot[i] >= 0:
+        if kdisp[i] < d:
+            s, kslot[i] = kslot[i], s
+            d, kdisp[i] = np.int64(kdisp[i]), d
+        d += 1
+        i += 1
+        if i == size:
+            i = 0
     kslot[i] = s
-    kdisp[i] = (i - home) % kslot.shape[0]
+    kdisp[i] = d
     return True
 
 
 @numba.njit(**JIT)
 def _key_remove(kslot, kdisp, home, s):
-    """Delete slot ``s``'s bucket under ``home``, shifting later entries of its run back.
+    """Delete slot ``s``'s bucket under ``home``, shifting the rest of its run back.
 
     Returns False when no bucket of that home holds ``s``.
     """
     size = kslot.shape[0]
     i = home
-    while True:
-        if kslot[i] < 0:
+    for _ in range(size):
+        dist = (i - home) % size
+        if kslot[i] < 0 or kdisp[i] < dist:
             return False
-        if kslot[i] == s and (i - np.int64(kdisp[i])) % size == home:
+        if kslot[i] == s and kdisp[i] == dist:
             break
         i += 1
         if i == size:
@@ -206,14 +227,10 @@ def _key_remove(kslot, kdisp, home, s):
         j += 1
         if j == size:
             j = 0
-        if kslot[j] < 0:
-            break
-        k = (j - np.int64(kdisp[j])) % size  # its home
-        # It may move back to the hole at i only if its home is not cyclically in (i, j].
-        if (i < j and i < k <= j) or (i > j and (k > i or k <= j)):
-            continue
+        if kslot[j] < 0 or kdisp[j] == 0:
+            break  # the run ends, or the next entry already sits at its home
         kslot[i] = kslot[j]
-        kdisp[i] = (i - k) % size
+        kdisp[i] = kdisp[j] - 1
         i = j
     kslot[i] = -1
     kdisp[i] = 0
@@ -251,9 +268,8 @@ def _check_spaces(gen, apos, members, nstart, nlen, ncap, kslot, kdisp, state):
     Sound means: segments lie inside the arena below its top and do not
     overlap; each place holds a tombstone or a live slot whose ``apos``
     points back, and every live slot has such a place; ``KEYED`` slots are
-    exactly those in the key table, each once, reachable from its home (no
-    empty bucket between), displacements within bounds, with an empty bucket
-    left. Whether a home is the right one for its key needs the keys, so a
+    exactly those in the key table, each once, in Robin Hood order (which
+    makes each reachable from its home), with an empty bucket left. Whether a home is the right one for its key needs the keys, so a
     damaged table with ``verify=False`` can cost exact hits, never give a
     wrong one: the owner compares every key it returns.
     """
@@ -303,24 +319,25 @@ def _check_spaces(gen, apos, members, nstart, nlen, ncap, kslot, kdisp, state):
             break
     if empty < 0:
         return BAD_KEYS, -1
-    # One walk from an empty bucket: each entry's home must lie within the
-    # run of full buckets that ends at it, or a probe from there stops short.
+    # One walk from an empty bucket, checking the Robin Hood order every probe
+    # relies on: a run starts at its home (displacement 0) and each next entry
+    # is displaced at most one more than the one before it.
     found = np.zeros(hw, np.bool_)
     n_found = 0
-    run = 0
+    before = -1  # displacement of the previous bucket, -1 when it is empty
     for step in range(1, size + 1):
         i = (empty + step) % size
         s = kslot[i]
         if s < 0:
             if kdisp[i] != 0:
                 return BAD_KEYS, -1
-            run = 0
+            before = -1
             continue
-        run += 1
         if s >= hw or found[s] or gen[s] & 1 == 0 or not apos[s] & KEYED:
             return BAD_KEYS, s
-        if kdisp[i] >= run or kdisp[i] > MAX_DISPLACEMENT:
+        if kdisp[i] > before + 1 or kdisp[i] > MAX_DISPLACEMENT:
             return BAD_KEYS, s
+        before = kdisp[i]
         found[s] = True
         n_found += 1
     if n_found != keyed:

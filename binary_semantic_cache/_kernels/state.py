@@ -31,8 +31,9 @@ is the one caller. Layout:
   (``state[MTOP]``); the space it leaves is reclaimed when the owner compacts
   the arena into a new array.
 * ``kslot``/``kdisp``: the exact tier, zero-length until the first key: an
-  open-addressing table (linear probing) of slots, -1 empty, and each one's
-  distance from its home bucket (at most ``MAX_DISPLACEMENT``). No hash is
+  open-addressing table of slots, -1 empty, and each one's distance from its
+  home bucket (at most ``MAX_DISPLACEMENT``), kept in Robin Hood order so
+  those distances stay short at 8/9 full. No hash is
   kept per slot: the owner recomputes a key's home from the key itself when
   its entry leaves, and compares keys itself on a lookup.
 * ``state``: ``int64[8]`` holding the scalars below, so kernels can update them.
