@@ -334,7 +334,12 @@ class BinarySemanticCache:
             self._misses += 1
             return None
         idx = self._index
-        if not idx.scannable(slot, x):
+        # A lock-free scan can read a segment mid-move: the slot must still be
+        # a live, scannable entry of namespace x (Index.scannable, inlined).
+        members, nstart, nlen = idx.seg[:3]
+        at, lo = idx.apos.item(slot) & K.POS_MASK, nstart.item(x)
+        if not (lo <= at < lo + nlen.item(x) and members.item(at) == slot
+                and idx.gen.item(slot) & 1):
             return _STALE
         similarity = self._similarity_list[dist]
         if similarity < threshold or (idx.has_expiry and idx.exp[slot] <= now):
@@ -537,17 +542,24 @@ class BinarySemanticCache:
         # The buckets of keys evicted in one kernel call stay until settled
         # below: bound how many, so runs stay short.
         step = max(1, self._max // 16) if idx.has_keys else m
-        slots, ids, done = np.empty(m, np.int64), [], 0
+        slots, ids, done = None if m == 1 else np.empty(m, np.int64), [], 0
         while done < m:
             end = min(m, done + step)
             part = slice(done, end) if done or end < m else slice(None)
-            fresh_before = idx.high_water
+            fresh_before, arena = idx.high_water, idx.seg[0]
             n, got, new_ids, evicted, victims = idx.insert(
                 codes[part], expires[part] if expires.shape[0] else expires, now, flags[part],
                 homes[part], check_keys)
             self._evictions += evicted
-            if idx.high_water - fresh_before < n:
-                self._version += 1  # a slot a reader may be scanning was rewritten
+            if idx.high_water - fresh_before < n or idx.seg[0] is not arena:
+                # A slot a reader may be scanning was rewritten, or the arena compacted.
+                self._version += 1
+            if slots is None:  # one row: its arrays are the answer
+                if units is not None and n:
+                    idx.store_copies(got[:1], units)
+                if idx.has_keys and n:
+                    self._settle_keys(got[:1], victims, row_keys)
+                return n, got, new_ids
             if units is not None:
                 idx.store_copies(got[:n], units[part][:n])
             if idx.has_keys:

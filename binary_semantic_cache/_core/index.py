@@ -268,12 +268,12 @@ class Index:
     def _gathered(self, x):
         """``(members, lo, m)`` when namespace ``x`` is best read through its segment, else
         ``(members, lo, m, None)`` for the contiguous scan."""
-        members, nstart, nlen = self.seg[:3]
+        seg = self.seg
+        members, nstart = seg[0], seg[1]
         if x >= nstart.shape[0]:
             return members, 0, 0
-        m = nlen.item(x)
         lo = nstart.item(x)
-        m = max(0, min(m, members.shape[0] - lo))
+        m = min(seg[2].item(x), members.shape[0] - lo)
         if m * GATHER_RATIO >= self.state.item(K.HW):
             return members, lo, lo + m, None
         return members, lo, m
@@ -362,9 +362,8 @@ class Index:
         per row stored, the slot of a keyed entry it evicted, else -1.
         """
         m = codes.shape[0]
-        slots = np.empty(m, np.int64)
-        gens = np.empty(m, np.uint32)
-        victims = np.empty(m, np.int64)
+        slots, gens, victims = (np.empty(m, np.int64), np.empty(m, np.uint32),
+                                np.empty(m, np.int64))
         done, evicted = self._insert(codes, expires, flags, homes, now, check_keys, slots, gens,
                                      victims)
         while done < m and slots[done] == -1:
