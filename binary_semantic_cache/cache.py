@@ -7,28 +7,23 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import _kernels as K
 from . import persistence
 from ._core import validate as _validate
-from ._core.index import INITIAL_CAPACITY, RESCORE, Index, entry_id, key_table_size, split_id
+from ._core.index import INITIAL_CAPACITY, RESCORE, Index, split_id
 from ._core.jit import threads_for
+from ._core.lookups import Lookups
 from ._core.responses import Responses
 from ._core.snapshot import Snapshot
-from ._core.spaces import Namespaces, key_home, stored_key_record
+from ._core.spaces import Namespaces
+from ._core.writes import Writes
 from .encoder import BinaryEncoder
 from .errors import CacheClosedError
-from .results import CacheEntry, CacheStats
+from .results import CacheStats
 
-# Lock-free scans retried before a lookup takes the lock for its scan.
-_OPTIMISTIC_TRIES = 2
-_NO_EXPIRY = np.zeros(0)  # expiry times of rows put without a time to live
-_DEFAULT_ROW = np.zeros(1, np.int32)  # namespace and flags of one unkeyed row in the default
-_NO_HOME = np.zeros(1, np.int64)  # the key home of one unkeyed row (never read)
-_STALE = object()  # a lock-free scan read a segment a write was changing: scan again
 _EVERYTHING = object()  # clear()'s default: every namespace
 
 
-class BinarySemanticCache:
+class BinarySemanticCache(Lookups, Writes):
     """An in-process cache of responses, looked up by embedding similarity.
 
     Parameters
@@ -261,156 +256,6 @@ class BinarySemanticCache:
             order = np.lexsort((-idx.tick[slots].astype(np.int64), -cosines))[:k]
             return [self._entry(slots[i], cosines[i], x=x) for i in order]
 
-    def _space(self, namespace):
-        """The index id of ``namespace``, -1 when it has never held an entry."""
-        if namespace is None:
-            return 0
-        return self._spaces.find(_validate.namespace(namespace))
-
-    def _home(self, record):
-        """The home bucket of a key's tagged bytes (0 before the first key); lock held."""
-        return key_home(record, self._salt, self._index.kslot.shape[0])
-
-    def _keyed_slot(self, x, home, key):
-        """The live slot of ``key`` in namespace ``x``, or -1; the lock is held."""
-        idx, start = self._index, -1
-        while True:
-            s, bucket = idx.find_key(home, x, start)
-            if s < 0:
-                return s
-            stored = self._keys[s]
-            if stored == key and type(stored) is type(key):
-                return s
-            start = bucket + 1  # another key with the same home
-
-    def _lookup(self, codes, units, threshold, x):
-        now = self._purged_now()
-        if x < 0:  # a namespace that never held an entry
-            with self._lock:
-                self._misses += codes.shape[0]
-            return [None] * codes.shape[0]
-        k = self._rescore_k if self._rescore else 1
-        slots = np.empty((codes.shape[0], k), np.int64)
-        dists = np.empty_like(slots)
-        return self._optimistic(lambda: self._candidates(codes, slots, dists, x),
-                                lambda _: self._record(slots, dists, units, threshold, now, x))
-
-    def _purged_now(self):
-        """The clock's time, with entries expired by then released."""
-        now = self._now()
-        if self._index.expiry_due(now):
-            with self._lock:
-                self._purge(now)
-        return now
-
-    def _optimistic(self, scan, record):
-        """``scan()`` without the lock, then ``record(found)`` under it.
-
-        A write that could have changed what the scan saw (a slot reused, the
-        arrays regrown) bumps ``_version``; the scan then runs again, and in
-        the end under the lock. ``record`` also refuses a slot that is not a
-        live one of the namespace asked for, which a scan overlapping a
-        segment's move can read.
-        """
-        for _ in range(_OPTIMISTIC_TRIES):
-            version = self._version
-            found = scan()
-            with self._lock:
-                if self._version == version:
-                    out = record(found)
-                    if out is not _STALE:
-                        return out
-        with self._lock:
-            self._check_open()
-            return record(scan())
-
-    def _nearest(self, code, x):
-        idx = self._index
-        return idx.nearest(code, threads_for(idx.high_water, self._parallel), x)
-
-    def _record_one(self, slot, dist, threshold, now, x):
-        """``_record`` for one code, without rescoring; the lock is held."""
-        if slot < 0:
-            self._misses += 1
-            return None
-        idx = self._index
-        # A lock-free scan can read a segment mid-move: the slot must still be
-        # a live, scannable entry of namespace x (Index.scannable, inlined).
-        members, nstart, nlen = idx.seg[:3]
-        at, lo = idx.apos.item(slot) & K.POS_MASK, nstart.item(x)
-        if not (lo <= at < lo + nlen.item(x) and members.item(at) == slot
-                and idx.gen.item(slot) & 1):
-            return _STALE
-        similarity = self._similarity_list[dist]
-        if similarity < threshold or (idx.has_expiry and idx.exp[slot] <= now):
-            self._misses += 1
-            return None
-        return self._hit(slot, similarity, self._responses[slot], now, x)
-
-    def _hit(self, slot, similarity, response, now, x):
-        """Count a hit on ``slot`` whose response is already read; the lock is held."""
-        self._index.touch(slot, now)
-        self._hits += 1
-        return self._entry(slot, similarity, response, x)
-
-    def _candidates(self, codes, slots, dists, x):
-        """The best ``slots.shape[1]`` slots for each code (-1 where there are fewer)."""
-        idx = self._index
-        if slots.shape[1] == 1:
-            idx.top1(codes, threads_for(idx.high_water * codes.shape[0], self._parallel),
-                     slots[:, 0], dists[:, 0], x)
-            return
-        threads = threads_for(idx.high_water, self._parallel)
-        for i in range(codes.shape[0]):
-            idx.topk(codes[i], threads, slots[i], dists[i], x)
-
-    def _record(self, slots, dists, units, threshold, now, x):
-        """Turn scan results into hits or misses; the lock is held.
-
-        Every hit's response is read before any bookkeeping, so a response
-        that fails to decode leaves recency and counters as they were.
-        """
-        idx = self._index
-        if not all(idx.scannable(s, x) for s in slots[slots >= 0].tolist()):
-            return _STALE
-        found = []
-        for i in range(slots.shape[0]):
-            s, similarity = self._best(slots[i], dists[i], None if units is None else units[i])
-            expired = idx.has_expiry and s >= 0 and idx.exp[s] <= now
-            if s < 0 or expired or similarity < threshold:
-                found.append(None)
-            else:
-                found.append((s, similarity, self._responses[s]))
-        out = []
-        for hit in found:
-            if hit is None:
-                self._misses += 1
-                out.append(None)
-            else:
-                out.append(self._hit(*hit, now, x))
-        return out
-
-    def _best(self, slots, dists, unit):
-        """The winning slot among candidates and its similarity (estimated or exact)."""
-        if not self._rescore:
-            s = int(slots[0])
-            return s, (self._similarity[dists[0]] if s >= 0 else -2.0)
-        idx = self._index
-        return idx.pick_best(slots, idx.cosines(slots, unit))
-
-    def _entry(self, slot, similarity, response=None, x=0):
-        """The entry in ``slot``, of namespace id ``x``, as a :class:`CacheEntry`."""
-        idx = self._index
-        slot = int(slot)
-        created = idx.created.item(slot)
-        return CacheEntry(
-            id=entry_id(idx.gen.item(slot), slot),
-            response=self._responses[slot] if response is None else response,
-            similarity=float(similarity), created_at=created,
-            last_accessed=created + idx.seen.item(slot), access_count=idx.count.item(slot),
-            namespace=self._spaces.names[x] if x else None,
-            key=self._keys[slot] if idx.apos.item(slot) & K.KEYED else None)
-
     # ------------------------------------------------------------ writes
 
     def put(self, embedding, response, *, ttl=None, namespace=None, key=None):
@@ -458,209 +303,6 @@ class BinarySemanticCache:
         keyed = _validate.keys(keys, codes.shape[0])
         return self._store(codes, list(responses), ttl, units, name, keyed)
 
-    def _store(self, codes, responses, ttl, units, name, keyed=None, key_only=False):
-        """Store rows in namespace ``name``, each keyed row replacing its key's entry if any."""
-        ttl = self._ttl if ttl is None else _validate.ttl(ttl)
-        m = codes.shape[0]
-        with self._lock:
-            self._check_open()
-            now = self._now()
-            self._purge(now)  # an expired entry is not replaced: its key is free again
-            expires = self._expiry_times(m, ttl, now)
-            x = 0 if name is None else self._namespace_id(name)
-            if keyed is None:
-                flags = _DEFAULT_ROW if x == 0 and m == 1 else np.full(m, x, np.int32)
-                _, slots, ids = self._insert(codes, expires, flags, flags.astype(np.int64)
-                                             if m > 1 else _NO_HOME, units, now)
-            else:
-                if not self._index.has_keys:
-                    self._index.enable_keys(key_table_size(self._max))
-                if key_only and self._rescore:
-                    # Never scanned; a unit copy keeps the stored norms valid.
-                    units = np.eye(1, self._encoder.embedding_dim, dtype=np.float32)
-                flag = x | K.NEW_KEYED | (K.NEW_KEY_ONLY if key_only else 0)
-                if m == 1:  # buffers kept for the common single put; the lock guards them
-                    flags, self._row_flags[0] = self._row_flags, flag
-                    homes, self._row_home[0] = self._row_home, self._home(keyed[0][0])
-                else:
-                    flags = np.full(m, flag, np.int32)
-                    homes = np.array([self._home(r) for r, _ in keyed], np.int64)
-                slots, ids = self._store_keyed(codes, expires, flags, homes, units, keyed, now)
-            items = self._responses._items
-            for slot, response in zip(slots.tolist(), responses):
-                items[slot] = response
-            return ids
-
-    def _store_keyed(self, codes, expires, flags, homes, units, keyed, now):
-        """Insert rows, settling each whose key's home already holds an entry of the
-        namespace: it replaces that entry when the keys are equal, and is stored beside
-        it when only the homes are. The lock is held."""
-        m = codes.shape[0]
-        row_keys = [k for _, k in keyed]
-        slots, ids, start, check = np.empty(m, np.int64), [], 0, True
-        while start < m:
-            rows = slice(start, m) if start else slice(None)
-            done, got, new_ids = self._insert(
-                codes[rows], expires[rows] if expires.shape[0] else expires, flags[rows],
-                homes[rows], None if units is None else units[rows], now, check,
-                row_keys[start:])
-            slots[start:start + done] = got[:done]
-            ids += new_ids
-            start += done
-            if start == m:
-                break
-            signal, check = int(got[done]), True
-            if signal == -2:  # a run of the key table grew too long: another salt
-                self._rebuild_keys()
-                homes = np.array([self._home(r) for r, _ in keyed], np.int64)
-                continue
-            key = row_keys[start]
-            stored = self._keys[signal]
-            if stored == key and type(stored) is type(key):
-                row = slice(start, start + 1)
-                self._replace(signal, codes[start], bool(flags[start] & K.NEW_KEY_ONLY),
-                              expires[row] if expires.shape[0] else expires,
-                              None if units is None else units[row], now)
-                ids.append(entry_id(self._index.gen.item(signal), signal))
-                slots[start] = signal
-                start += 1
-            else:
-                check = False  # another key with the same home: store this row beside it
-        return slots, ids
-
-    def _insert(self, codes, expires, flags, homes, units, now, check_keys=False,
-                row_keys=None):
-        """Store rows until one needs settling: ``(rows stored, slots, ids)``; lock held.
-
-        ``slots[rows stored]`` then says why (see ``Index.insert``). Keys of
-        evicted entries leave the key table, and the new rows' keys are kept.
-        """
-        m = codes.shape[0]
-        self._purge(now)
-        self._reserve(m)
-        idx = self._index
-        # The buckets of keys evicted in one kernel call stay until settled
-        # below: bound how many, so runs stay short.
-        step = max(1, self._max // 16) if idx.has_keys else m
-        slots, ids, done = None if m == 1 else np.empty(m, np.int64), [], 0
-        while done < m:
-            end = min(m, done + step)
-            part = slice(done, end) if done or end < m else slice(None)
-            fresh_before, arena = idx.high_water, idx.seg[0]
-            n, got, new_ids, evicted, victims = idx.insert(
-                codes[part], expires[part] if expires.shape[0] else expires, now, flags[part],
-                homes[part], check_keys)
-            self._evictions += evicted
-            if idx.high_water - fresh_before < n or idx.seg[0] is not arena:
-                # A slot a reader may be scanning was rewritten, or the arena compacted.
-                self._version += 1
-            if slots is None:  # one row: its arrays are the answer
-                if units is not None and n:
-                    idx.store_copies(got[:1], units)
-                if idx.has_keys and n:
-                    self._settle_keys(got[:1], victims, row_keys)
-                return n, got, new_ids
-            if units is not None:
-                idx.store_copies(got[:n], units[part][:n])
-            if idx.has_keys:
-                self._settle_keys(got[:n], victims, None if row_keys is None
-                                  else row_keys[done:done + n])
-            slots[done:done + n] = got[:n]
-            ids += new_ids
-            if n < len(got):  # stopped at a row the caller settles
-                slots[done + n] = got[n]
-                return done + n, slots, ids
-            done = end
-        return done, slots, ids
-
-    def _settle_keys(self, slots, victims, keys):
-        """After an insert: drop evicted entries' keys from the table, keep the new rows'."""
-        stored = self._keys
-        gone, homes = [], []
-        for r, s in enumerate(slots.tolist()):
-            v = int(victims[r])
-            if v >= 0:  # in row order: an earlier row of this batch may be the one evicted
-                homes.append(self._home(stored_key_record(stored[v])))
-                gone.append(v)
-            stored[s] = None if keys is None else keys[r]
-        if gone:
-            self._index.remove_keys(homes, gone)
-
-    def _drop_keys(self, slots):
-        """Take the keys of ``slots`` out of the table and forget them; the lock is held."""
-        keyed = [s for s in slots if self._keys[s] is not None]
-        if keyed:
-            self._index.remove_keys(
-                [self._home(stored_key_record(self._keys[s])) for s in keyed], keyed)
-            for s in keyed:
-                self._keys[s] = None
-
-    def _rebuild_keys(self):
-        """Refill the key table under a new salt (a run grew too long); the lock is held."""
-        idx = self._index
-        live = [s for s in range(idx.high_water)
-                if idx.gen[s] & 1 and idx.apos[s] & K.KEYED]
-        for _ in range(16):
-            self._salt = os.urandom(16)
-            homes = [self._home(stored_key_record(self._keys[s])) for s in live]
-            if idx.fill_keys(homes, live):
-                return
-        raise RuntimeError("the key table keeps overflowing under fresh salts; report this")
-
-    def _expiry_times(self, m, ttl, now):
-        """Expiry time of each of ``m`` rows (empty: none expires); the lock is held."""
-        if ttl is None:
-            return _NO_EXPIRY
-        expires = np.full(m, _validate.expiry(now, ttl))  # raises before any change
-        if not self._index.has_expiry:
-            self._index.enable_expiry()
-        return expires
-
-    def _namespace_id(self, name):
-        """The id of ``name``, allotted and given table room if new; the lock is held."""
-        spaces = self._spaces
-        x = spaces.find(name)
-        if x >= 0:
-            return x
-        if spaces.due():
-            spaces.sweep(self._index.counts())
-        x = spaces.add(name)
-        if x > K.ID_MASK:
-            spaces.sweep(self._index.counts())
-            raise ValueError(f"this cache holds {K.ID_MASK:,} namespaces, the most it can; "
-                             "clear some with clear(namespace=...)")
-        if x >= self._index.namespace_slots:
-            self._index.reserve_namespace(x)
-            self._version += 1
-        return x
-
-    def _replace(self, slot, code, key_only, expires, units, now):
-        """Rewrite the keyed entry in ``slot`` in place; the lock is held."""
-        self._purge(now)
-        self._reserve(0)
-        idx = self._index
-        expiry = float(expires[0]) if expires.shape[0] else np.inf
-        idx.replace(slot, code, key_only, expiry, now)
-        if units is not None:
-            idx.store_copies(np.array([slot]), units)
-        self._version += 1
-
-    def _reserve(self, m):
-        """Grow the arrays so ``m`` more puts need no eviction, up to max_entries.
-
-        A loaded file's mapped arrays are copied into memory here, whatever
-        the room: a put never writes to the file's pages.
-        """
-        idx = self._index
-        need = min(self._max, idx.high_water + m)
-        if need <= idx.capacity and not idx.mapped:
-            return
-        capacity = min(self._max, max(need, 2 * idx.capacity))
-        self._index = idx.grown(capacity)
-        self._responses.grow(capacity)
-        self._keys.grow(capacity)
-        self._version += 1
-
     def delete(self, entry_id):
         """Remove an entry; returns False when the id names no live entry."""
         with self._lock:
@@ -700,17 +342,6 @@ class BinarySemanticCache:
             self._check_open()
             self._purge(self._now())
             return self._spaces.live(self._index.counts())
-
-    def _purge(self, now):
-        """Release expired entries; the lock is held."""
-        if not self._index.expiry_due(now):
-            return
-        slots, keyed = self._index.purge(now)
-        self._drop_keys([s for s, k in zip(slots, keyed) if k])
-        for s in slots:
-            self._responses[s] = None
-        self._expirations += len(slots)
-        self._version += 1
 
     # ------------------------------------------------------------ files
 

@@ -194,6 +194,8 @@ def _inspect(args):
     print(f"  entries          {info['entries']:,} of capacity {info['capacity']:,}")
     print(f"  threshold, ttl   {info['threshold']}, {info['ttl']}")
     print(f"  rescore          {rescore}")
+    print(f"  namespaces       {info['namespace_ids']:,} ids; exact keys "
+          f"{'yes' if info['exact_keys'] else 'no'}")
     print(f"  bytes on disk    {info['bytes_on_disk']:,}")
     print(f"  pickled          {'yes' if info['pickle'] else 'no'}")
     print(f"  checksums        {info['checksums']}")

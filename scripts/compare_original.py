@@ -126,7 +126,8 @@ def compare(site, *, entries, dim, rounds, calls, seed, other="original"):
     try:
         for which in ("ours", other):
             workers[which] = Worker(which, site, entries, dim, seed)
-        per_round = {"get_us": {w: [] for w in workers}, "puts_per_second": {w: [] for w in workers}}
+        per_round = {"get_us": {w: [] for w in workers},
+                     "puts_per_second": {w: [] for w in workers}}
         rng = random.Random(seed)
         for _ in range(rounds):
             for op in ("get", "put"):

@@ -83,6 +83,11 @@ def test_scan_top1_matches_naive(kind, n):
     for chunks in (1, 2, 3):
         s, d = K._scan_top1_parallel(codes, n, q, gen, tick, *default_space(n), chunks)
         assert (s, d if s >= 0 else None) == want
+        # The scans for a cache of one namespace without key-only entries check no segment.
+        s, d = K._scan_top1_parallel_any(codes, n, q, gen, tick, chunks)
+        assert (s, d if s >= 0 else None) == want
+    s, d = K._scan_top1_any(codes, n, q, gen, tick)
+    assert (s, d if s >= 0 else None) == want
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -100,7 +105,8 @@ def test_scan_batch_matches_naive(kind, n):
         if run == "serial":
             K._scan_batch(codes, n, queries, gen, tick, *default_space(n), slots, dists)
         else:
-            K._scan_batch_parallel(codes, n, queries, gen, tick, *default_space(n), slots, dists, run)
+            K._scan_batch_parallel(codes, n, queries, gen, tick, *default_space(n), slots, dists,
+                                   run)
         got = [(s, d if s >= 0 else None) for s, d in zip(slots.tolist(), dists.tolist())]
         assert got == want
 

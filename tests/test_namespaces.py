@@ -278,9 +278,9 @@ def test_rescoring_looks_only_inside_the_namespace(rescore):
 
 
 def test_a_key_table_crowded_under_one_salt_is_refilled_under_another(monkeypatch):
-    from binary_semantic_cache import cache as cache_module
+    from binary_semantic_cache._core import lookups
 
-    real = cache_module.key_home
+    real = lookups.key_home
     first = {}
 
     def crowded(record, salt, buckets):
@@ -288,7 +288,7 @@ def test_a_key_table_crowded_under_one_salt_is_refilled_under_another(monkeypatc
         first.setdefault("salt", salt)
         return 3 if salt == first["salt"] else real(record, salt, buckets)
 
-    monkeypatch.setattr(cache_module, "key_home", crowded)
+    monkeypatch.setattr(lookups, "key_home", crowded)
     cache = make(max_entries=1000)
     n = 400
     x = np.random.default_rng(9).standard_normal((n, DIM))

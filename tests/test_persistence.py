@@ -30,8 +30,8 @@ from binary_semantic_cache import (
     FormatVersionError,
     TruncatedFileError,
     UnsafeResponseError,
+    persistence,
 )
-from binary_semantic_cache import persistence
 from binary_semantic_cache._core.index import entry_id
 
 from .conftest import FakeClock, check_invariants, examples

@@ -96,7 +96,8 @@ def test_a_reader_inside_a_scan_does_not_block_other_readers():
     slots = np.empty(400, np.int64)
     dists = np.empty(400, np.int64)
     space = (idx.apos, idx.seg[0], int(idx.seg[1][0]), int(idx.seg[1][0] + idx.seg[2][0]))
-    K._scan_batch(idx.codes, n, queries[:1], idx.gen, idx.tick, *space, slots[:1], dists[:1])  # warm
+    K._scan_batch(idx.codes, n, queries[:1], idx.gen, idx.tick, *space, slots[:1],
+                  dists[:1])  # warm
 
     inside, finished = threading.Event(), threading.Event()
 

@@ -290,6 +290,14 @@ class Index:
                                          members, lo, hi, threads)
         return K._scan_top1(self.codes, n, code, self.gen, self.tick, self.apos, members, lo, hi)
 
+    def nearest_any(self, code, threads):
+        """``nearest`` over every live slot: for a cache whose every entry is scannable and
+        in one namespace."""
+        n = self.state.item(K.HW)
+        if threads > 1:
+            return K._scan_top1_parallel_any(self.codes, n, code, self.gen, self.tick, threads)
+        return K._scan_top1_any(self.codes, n, code, self.gen, self.tick)
+
     def top1(self, queries, threads, slots, dists, x=0):
         """Nearest live slot of namespace ``x`` to each code of ``queries`` (-1: none)."""
         n = self.high_water
@@ -308,7 +316,8 @@ class Index:
                           hi, slots, dists)
 
     def topk(self, query, threads, slots, dists, x=0):
-        """The ``len(slots)`` nearest live slots of namespace ``x``, best first; returns how many."""
+        """The ``len(slots)`` nearest live slots of namespace ``x``, best first; returns how
+        many."""
         slots[:] = -1
         seg = self._gathered(x)
         if len(seg) == 3:

@@ -160,8 +160,10 @@ def _block_top1(codes, lo, m, q, gen, tick, apos, members, lo_ns, hi_ns, dist, b
         d = dist[j]
         if d <= best_d:
             s = lo + j
-            if gen[s] & 1 and _member(apos, members, lo_ns, hi_ns, s) and _better(
-                    s, d, best, best_d, tick):
+            # The namespace check last: it reads two more arrays, and most
+            # candidates of a block (all of the first one) lose on distance.
+            if gen[s] & 1 and _better(s, d, best, best_d, tick) and _member(
+                    apos, members, lo_ns, hi_ns, s):
                 best = s
                 best_d = d
     return best, best_d
@@ -174,9 +176,27 @@ def _scan_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns, hi_ns):
     best_d = NO_DISTANCE
     for start in range(lo, hi, BLOCK):
         m = min(BLOCK, hi - start)
-        best, best_d = _block_top1(codes, start, m, q, gen, tick, apos, members, lo_ns, hi_ns, dist, best,
-                                   best_d)
+        best, best_d = _block_top1(codes, start, m, q, gen, tick, apos, members, lo_ns, hi_ns,
+                                   dist, best, best_d)
     return best, best_d
+
+
+# A cache with one namespace and no key-only entry needs no namespace check: its
+# scans pass a bound below 0 and these stand-ins, and so launch with fewer arrays.
+_ANY = np.zeros(1, np.int32)
+
+
+@numba.njit(**JIT)
+def _scan_top1_any(codes, n, q, gen, tick):
+    """``_scan_top1`` over every live slot, whatever its namespace (the cache's only one)."""
+    return _scan_range(codes, 0, n, q, gen, tick, _ANY, _ANY, -1, -1)
+
+
+@numba.njit(**JIT)
+def _scan_top1_parallel_any(codes, n, q, gen, tick, n_chunks):
+    """``_scan_top1_any`` split over ``n_chunks`` threads."""
+    return _merge_chunks(*_chunk_bests(codes, n, q, gen, tick, _ANY, _ANY, -1, -1, n_chunks),
+                         tick)
 
 
 @numba.njit(**JIT)
@@ -189,8 +209,8 @@ def _scan_top1(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns):
 
 
 @numba.njit(**JIT_PARALLEL)
-def _scan_top1_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, n_chunks):
-    """``_scan_top1`` split over ``n_chunks`` threads."""
+def _chunk_bests(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, n_chunks):
+    """The best ``(slot, distance)`` of each of ``n_chunks`` ranges, one thread each."""
     per = (n + n_chunks - 1) // n_chunks
     per = (per + BLOCK - 1) // BLOCK * BLOCK
     slots = np.full(n_chunks, -1, np.int64)
@@ -198,10 +218,16 @@ def _scan_top1_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, n_c
     for c in prange(n_chunks):
         lo = min(n, c * per)
         hi = min(n, lo + per)
-        slots[c], dists[c] = _scan_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns, hi_ns)
+        slots[c], dists[c] = _scan_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns,
+                                         hi_ns)
+    return slots, dists
+
+
+@numba.njit(**JIT)
+def _merge_chunks(slots, dists, tick):
     best = -1
     best_d = NO_DISTANCE
-    for c in range(n_chunks):
+    for c in range(slots.shape[0]):
         if slots[c] >= 0 and _better(slots[c], dists[c], best, best_d, tick):
             best = slots[c]
             best_d = dists[c]
@@ -209,7 +235,15 @@ def _scan_top1_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, n_c
 
 
 @numba.njit(**JIT)
-def _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist):
+def _scan_top1_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, n_chunks):
+    """``_scan_top1`` split over ``n_chunks`` threads."""
+    return _merge_chunks(*_chunk_bests(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns,
+                                       n_chunks), tick)
+
+
+@numba.njit(**JIT)
+def _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, apos, members, lo_ns, hi_ns,
+                      out_slot, out_dist):
     # Blocks outermost: each block of codes is loaded once and stays in cache
     # while every query of the range is compared with it.
     dist = np.empty(BLOCK, np.int64)
@@ -220,27 +254,29 @@ def _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, apos, members, lo_
         m = min(BLOCK, n - start)
         for i in range(qlo, qhi):
             out_slot[i], out_dist[i] = _block_top1(
-                codes, start, m, queries[i], gen, tick, apos, members, lo_ns, hi_ns, dist, out_slot[i], out_dist[i]
+                codes, start, m, queries[i], gen, tick, apos, members, lo_ns, hi_ns, dist,
+                out_slot[i], out_dist[i]
             )
 
 
 @numba.njit(**JIT)
 def _scan_batch(codes, n, queries, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist):
     """Nearest live slot for each row of ``queries``, into ``out_slot``/``out_dist``."""
-    _scan_batch_range(codes, n, queries, 0, queries.shape[0], gen, tick, apos, members, lo_ns, hi_ns, out_slot,
-                      out_dist)
+    _scan_batch_range(codes, n, queries, 0, queries.shape[0], gen, tick, apos, members, lo_ns,
+                      hi_ns, out_slot, out_dist)
 
 
 @numba.njit(**JIT_PARALLEL)
-def _scan_batch_parallel(codes, n, queries, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist,
-                         n_chunks):
+def _scan_batch_parallel(codes, n, queries, gen, tick, apos, members, lo_ns, hi_ns, out_slot,
+                         out_dist, n_chunks):
     """``_scan_batch`` with the queries split over ``n_chunks`` threads."""
     nq = queries.shape[0]
     per = (nq + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         qlo = min(nq, c * per)
         qhi = min(nq, qlo + per)
-        _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist)
+        _scan_batch_range(codes, n, queries, qlo, qhi, gen, tick, apos, members, lo_ns, hi_ns,
+                          out_slot, out_dist)
 
 
 @numba.njit(**JIT)
@@ -341,7 +377,8 @@ def _topk(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dis
 
 
 @numba.njit(**JIT_PARALLEL)
-def _topk_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist, n_chunks):
+def _topk_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, out_slot, out_dist,
+                   n_chunks):
     """``_topk`` split over ``n_chunks`` threads, then merged."""
     k = out_slot.shape[0]
     per = (n + n_chunks - 1) // n_chunks
@@ -352,7 +389,8 @@ def _topk_parallel(codes, n, q, gen, tick, apos, members, lo_ns, hi_ns, out_slot
     for c in prange(n_chunks):
         lo = min(n, c * per)
         hi = min(n, lo + per)
-        counts[c] = _topk_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns, hi_ns, slots[c], dists[c])
+        counts[c] = _topk_range(codes, lo, hi, q, gen, tick, apos, members, lo_ns, hi_ns,
+                                slots[c], dists[c])
     found = 0
     for c in range(n_chunks):
         for i in range(counts[c]):

@@ -17,7 +17,10 @@ def _slot_of(value):
 
 @numba.njit(**JIT)
 def _member(apos, members, lo, hi, s):
-    """Is slot ``s`` a scannable entry of the segment ``members[lo:hi]``?"""
+    """Is slot ``s`` a scannable entry of the segment ``members[lo:hi]``? (Any live slot
+    is, with ``lo`` below 0.)"""
+    if lo < 0:
+        return True
     p = apos[s] & POS_MASK
     return lo <= p < hi and p < members.shape[0] and members[p] == s
 
@@ -269,9 +272,10 @@ def _check_spaces(gen, apos, members, nstart, nlen, ncap, kslot, kdisp, state):
     overlap; each place holds a tombstone or a live slot whose ``apos``
     points back, and every live slot has such a place; ``KEYED`` slots are
     exactly those in the key table, each once, in Robin Hood order (which
-    makes each reachable from its home), with an empty bucket left. Whether a home is the right one for its key needs the keys, so a
-    damaged table with ``verify=False`` can cost exact hits, never give a
-    wrong one: the owner compares every key it returns.
+    makes each reachable from its home), with an empty bucket left. Whether a
+    home is the right one for its key needs the keys, so a damaged table
+    loaded with ``verify=False`` can cost exact hits, never give a wrong one:
+    the owner compares every key it returns.
     """
     hw = state[HW]
     top = state[MTOP]

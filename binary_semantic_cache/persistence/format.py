@@ -169,7 +169,8 @@ def _check(h, where):
     if not 1 <= h.rescore_k <= 10_000:
         problems.append(f"rescore_k {h.rescore_k}")
     if h.version > 1:
-        if not 1 <= h.namespaces <= K.ID_MASK + 1 or not 0 <= h.state[K.MTOP] <= h.arena <= K.POS_MASK:
+        if not 1 <= h.namespaces <= K.ID_MASK + 1 or not (
+                0 <= h.state[K.MTOP] <= h.arena <= K.POS_MASK):
             problems.append(f"{h.namespaces} namespace ids, arena {h.state[K.MTOP]} of {h.arena}")
         if h.has_keys != (h.key_buckets > 0) or (h.has_keys and not h.max_entries < h.key_buckets
                                                  < 2**31):

@@ -117,17 +117,46 @@ def _per_100k(bench):
 
 @renderer("versus-original")
 def _versus(v):
+    """Ours beside the original 1.0.1, or beside an earlier checkout of ours."""
     r = v["per_round"]
+    other = v.get("against", "original")
+    label = "original 1.0.1" if other == "original" else "before namespaces"
     return "\n".join([
-        f"| {v['entries']:,} entries, {v['dim']}-d | ours | original 1.0.1 | ours / original |",
+        f"| {v['entries']:,} entries, {v['dim']}-d | ours | {label} | ours / {label} |",
         "|---|---|---|---|",
-        f"| `get`, µs | {spread(r['get_us']['ours'])} | {spread(r['get_us']['original'])} | "
+        f"| `get`, µs | {spread(r['get_us']['ours'])} | {spread(r['get_us'][other])} | "
         f"{spread(v['get_time_ratio'], '.3f')} |",
         f"| single `put`s per second (full cache) | {spread(r['puts_per_second']['ours'], ',.0f')} "
-        f"| {spread(r['puts_per_second']['original'], ',.0f')} | "
-        f"{spread(v['put_rate_ratio'], '.1f')}x |",
+        f"| {spread(r['puts_per_second'][other], ',.0f')} | "
+        f"{spread(v['put_rate_ratio'], '.2f' if other != 'original' else '.1f')}x |",
     ]) + "\n\n" + (f"{v['rounds']} rounds of {v['calls_per_round']} calls; median and range "
-                   "over rounds.\n")
+                    "over rounds.\n")
+
+
+@renderer("bench-namespaces")
+def _namespaces(bench):
+    s = bench["namespaces"]
+    lat, ratios = s["latency"], s["ratios"]
+    base = "get, a cache of one namespace's entries"
+    lines = [f"| {s['spaces']:,} namespaces × {s['per_space']:,} keyed entries, {s['dim']}-d | "
+             "median µs (range over runs) | ratio (range) |", "|---|---|---|"]
+    for name, row in lat.items():
+        if name == base:
+            ratio = "1 (the baseline)"
+        elif name in ratios:
+            ratio = f"{spread(ratios[name], '.2f')}x the baseline"
+        elif name == "put with a key":
+            ratio = f"{spread(ratios['put with a key / put without'], '.2f')}x a put without one"
+        else:
+            ratio = ""
+        lines.append(f"| {name} | {spread(row['median_us'])} | {ratio} |")
+    for name, rates in s["puts_per_second"].items():
+        lines.append(f"| {name} | {spread(rates, ',.0f')} puts/s | |")
+    for name, values in s["bytes_per_entry"].items():
+        lines.append(f"| index bytes per entry, filled {name} | {spread(values, '.1f')} | |")
+    for name, values in s["load_seconds"].items():
+        lines.append(f"| {name}, ms | {spread([v * 1e3 for v in values], '.0f')} | |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- bsc demo
