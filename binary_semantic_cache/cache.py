@@ -187,15 +187,16 @@ class BinarySemanticCache(Lookups, Writes):
             ``access_count`` are refreshed. None on a miss.
         """
         threshold = self._threshold_or_default(threshold)
-        x = self._space(namespace)
+        name = None if namespace is None else _validate.namespace(namespace)
+        x = self._space(name)
         code, unit = self._prepare(embedding, ndim=1)
         if unit is not None or x < 0:
             return self._lookup(code[None, :], None if unit is None else unit[None, :],
-                                threshold, x)[0]
+                                threshold, x, name)[0]
         # The common case, kept lean: one scan, no candidate arrays.
         now = self._purged_now()
         return self._optimistic(lambda: self._nearest(code, x),
-                                lambda found: self._record_one(*found, threshold, now, x))
+                                lambda found: self._record_one(*found, threshold, now, x, name))
 
     def get_batch(self, embeddings, *, threshold=None, namespace=None):
         """``get`` for each row of ``embeddings``, in one scan of the namespace.
@@ -206,9 +207,10 @@ class BinarySemanticCache(Lookups, Writes):
             One per row, in order; hits are recorded in row order.
         """
         threshold = self._threshold_or_default(threshold)
-        x = self._space(namespace)
+        name = _validate.namespace(namespace)
+        x = self._space(name)
         codes, units = self._prepare(embeddings, ndim=2)
-        return self._lookup(codes, units, threshold, x)
+        return self._lookup(codes, units, threshold, x, name)
 
     def get_exact(self, key, *, namespace=None):
         """The live entry put with exactly ``key`` in ``namespace``, without an embedding.
@@ -218,11 +220,12 @@ class BinarySemanticCache(Lookups, Writes):
         and has similarity 1.0; a miss counts in ``misses``.
         """
         record, key = _validate.key(key)
-        x = self._space(namespace)
+        name = _validate.namespace(namespace)
         with self._lock:
             self._check_open()
             now = self._now()
             self._purge(now)
+            x = self._space(name)
             s = self._keyed_slot(x, self._home(record), key) if x >= 0 else -1
             if s < 0:
                 self._misses += 1
@@ -238,10 +241,11 @@ class BinarySemanticCache(Lookups, Writes):
         as they are.
         """
         k = _validate.positive_int(k, "k")
-        x = self._space(namespace)
+        name = _validate.namespace(namespace)
         q, unit = self._prepare(embedding, ndim=1)
         with self._lock:
             self._purge(self._now())
+            x = self._space(name)
             if x < 0:
                 return []
             idx = self._index
@@ -322,9 +326,10 @@ class BinarySemanticCache(Lookups, Writes):
                 self._check_open()
                 self._reset()
             return
-        x = self._space(namespace)
+        name = _validate.namespace(namespace)
         with self._lock:
             self._check_open()
+            x = self._space(name)
             if x < 0:
                 return
             self._reserve(0)

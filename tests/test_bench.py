@@ -39,6 +39,15 @@ def test_a_scan_faster_than_its_own_roof_fails_the_run():
                                             "read roof parallel": row(3.5)}}}}
     with pytest.raises(bench.BenchmarkError, match="numba parallel took 3.0 us, less than"):
         bench.check(results)
+    # Memory-bound: both run at the memory's speed, and 1% below the roof is chance...
+    near = {"numba serial": row(99.0), "read roof serial": row(100.0)}
+    bench.check({"scans": {"10000000": {"memory_roof": True, "single": near}}})
+    # ...but not when the codes fit in the cache, nor 3% below it in memory.
+    with pytest.raises(bench.BenchmarkError, match="numba serial took 99.0 us"):
+        bench.check({"scans": {"1000": {"memory_roof": False, "single": near}}})
+    far = {"numba serial": row(97.0), "read roof serial": row(100.0)}
+    with pytest.raises(bench.BenchmarkError, match="numba serial took 97.0 us"):
+        bench.check({"scans": {"10000000": {"memory_roof": True, "single": far}}})
 
 
 def test_disagreeing_method_is_caught():

@@ -296,3 +296,46 @@ def test_a_key_table_crowded_under_one_salt_is_refilled_under_another(monkeypatc
     assert cache._salt != first["salt"] and cache._index.check() == (0, -1)
     assert [cache.get_exact(f"k{i}").id for i in range(n)] == ids
     assert cache.put(x[0], "again", key="k0") == ids[0] and len(cache) == n
+
+
+def test_a_lookup_racing_the_reuse_of_its_namespace_id_answers_nothing():
+    """A lock-free scan resolves its namespace's id first; if the namespace empties and
+    the id goes to another namespace before the hit is recorded, the hit is refused."""
+    cache = make()
+    cache.put(VECTORS[0], "a's", namespace="a")
+    x_a = cache._space("a")
+    cache.clear(namespace="a")
+    cache._spaces.sweep(cache._index.counts())  # "a" is empty: its id is freed
+    cache.put(VECTORS[0], "b's", namespace="b")
+    assert cache._space("b") == x_a  # ... and given to "b"
+    slot, dist = cache._nearest(cache.encoder.encode(VECTORS[0]), x_a)
+    with cache._lock:
+        assert cache._record_one(slot, dist, -1.0, cache._now(), x_a, "a") is None
+        assert cache._record(np.array([[slot]]), np.array([[dist]]), None, -1.0, cache._now(),
+                             x_a, "a") == [None]
+    assert cache.get(VECTORS[0], namespace="a") is None
+    assert cache.get(VECTORS[0], namespace="b").response == "b's"
+
+
+def test_keys_that_share_a_home_bucket_are_told_apart(monkeypatch):
+    from binary_semantic_cache._core import lookups
+
+    monkeypatch.setattr(lookups, "key_home", lambda record, salt, buckets: 3)  # one home
+    cache = make(max_entries=50)
+    keys = ["k1", b"k1", "k2", "k3"]
+    ids = [cache.put(VECTORS[i], i, key=k, namespace="n") for i, k in enumerate(keys)]
+    other = cache.put(VECTORS[5], "elsewhere", key="k3", namespace="m")
+    assert len(set(ids + [other])) == 5
+    # Each key replaces its own entry, wherever it sits in the shared run.
+    for i, k in reversed(list(enumerate(keys))):
+        assert cache.put(VECTORS[i], f"new {i}", key=k, namespace="n") == ids[i]
+    assert cache.put_batch(VECTORS[:2], ["x", "y"], keys=[b"k1", "k3"], namespace="n") == [
+        ids[1], ids[3]]
+    assert [cache.get_exact(k, namespace="n").response for k in keys] == [
+        "new 0", "x", "new 2", "y"]
+    assert cache.get_exact("k3", namespace="m").id == other and len(cache) == 5
+    cache.delete(ids[1])
+    assert cache.get_exact(b"k1", namespace="n") is None
+    assert [cache.get_exact(k, namespace="n").id for k in ("k1", "k2", "k3")] == [
+        ids[0], ids[2], ids[3]]
+    assert cache._index.check() == (0, -1)

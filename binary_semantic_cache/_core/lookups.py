@@ -9,7 +9,6 @@ import numpy as np
 
 from .. import _kernels as K
 from ..results import CacheEntry
-from . import validate as _validate
 from .index import entry_id
 from .jit import threads_for
 from .spaces import key_home
@@ -22,11 +21,13 @@ STALE = object()  # a lock-free scan read a segment a write was changing: scan a
 class Lookups:
     """Finding entries: namespace and key resolution, scans, and recording hits."""
 
-    def _space(self, namespace):
-        """The index id of ``namespace``, -1 when it has never held an entry."""
-        if namespace is None:
-            return 0
-        return self._spaces.find(_validate.namespace(namespace))
+    def _space(self, name):
+        """The index id of the (validated) namespace ``name``, -1 when it holds nothing.
+
+        An id can be freed and given to another namespace while a lock-free
+        scan runs, so ``_record`` checks it still names ``name``.
+        """
+        return 0 if name is None else self._spaces.find(name)
 
     def _home(self, record):
         """The home bucket of a key's tagged bytes (0 before the first key); lock held."""
@@ -44,7 +45,7 @@ class Lookups:
                 return s
             start = bucket + 1  # another key with the same home
 
-    def _lookup(self, codes, units, threshold, x):
+    def _lookup(self, codes, units, threshold, x, name):
         now = self._purged_now()
         if x < 0:  # a namespace that never held an entry
             with self._lock:
@@ -54,7 +55,8 @@ class Lookups:
         slots = np.empty((codes.shape[0], k), np.int64)
         dists = np.empty_like(slots)
         return self._optimistic(lambda: self._candidates(codes, slots, dists, x),
-                                lambda _: self._record(slots, dists, units, threshold, now, x))
+                                lambda _: self._record(slots, dists, units, threshold, now, x,
+                                                       name))
 
     def _purged_now(self):
         """The clock's time, with entries expired by then released."""
@@ -93,9 +95,9 @@ class Lookups:
             return idx.nearest_any(code, threads)
         return idx.nearest(code, threads, x)
 
-    def _record_one(self, slot, dist, threshold, now, x):
+    def _record_one(self, slot, dist, threshold, now, x, name):
         """``_record`` for one code, without rescoring; the lock is held."""
-        if slot < 0:
+        if slot < 0 or (x and self._spaces.names[x] != name):
             self._misses += 1
             return None
         idx = self._index
@@ -129,13 +131,16 @@ class Lookups:
         for i in range(codes.shape[0]):
             idx.topk(codes[i], threads, slots[i], dists[i], x)
 
-    def _record(self, slots, dists, units, threshold, now, x):
+    def _record(self, slots, dists, units, threshold, now, x, name):
         """Turn scan results into hits or misses; the lock is held.
 
         Every hit's response is read before any bookkeeping, so a response
         that fails to decode leaves recency and counters as they were.
         """
         idx = self._index
+        if x and self._spaces.names[x] != name:  # the id now names another namespace
+            self._misses += slots.shape[0]
+            return [None] * slots.shape[0]
         if not all(idx.scannable(s, x) for s in slots[slots >= 0].tolist()):
             return STALE
         found = []

@@ -79,8 +79,10 @@ class Writes:
                 homes = np.array([self._home(r) for r, _ in keyed], np.int64)
                 continue
             key = row_keys[start]
-            stored = self._keys[signal]
-            if stored == key and type(stored) is type(key):
+            # The kernel stops at the first entry whose key shares the home; the
+            # key itself may sit further along the run.
+            signal = self._keyed_slot(int(flags[start]) & K.ID_MASK, int(homes[start]), key)
+            if signal >= 0:
                 row = slice(start, start + 1)
                 self._replace(signal, codes[start], bool(flags[start] & K.NEW_KEY_ONLY),
                               expires[row] if expires.shape[0] else expires,
@@ -89,7 +91,7 @@ class Writes:
                 slots[start] = signal
                 start += 1
             else:
-                check = False  # another key with the same home: store this row beside it
+                check = False  # only other keys share the home: store this row beside them
         return slots, ids
 
     def _insert(self, codes, expires, flags, homes, units, now, check_keys=False,
@@ -186,13 +188,13 @@ class Writes:
         x = spaces.find(name)
         if x >= 0:
             return x
-        if spaces.due():
+        if spaces.due() or (not spaces.free and len(spaces.names) > K.ID_MASK):
             spaces.sweep(self._index.counts())
+        if not spaces.free and len(spaces.names) > K.ID_MASK:
+            raise ValueError(f"expected at most {K.ID_MASK + 1:,} namespaces with entries, and "
+                             "this cache holds that many already; clear some with "
+                             "clear(namespace=...)")
         x = spaces.add(name)
-        if x > K.ID_MASK:
-            spaces.sweep(self._index.counts())
-            raise ValueError(f"this cache holds {K.ID_MASK:,} namespaces, the most it can; "
-                             "clear some with clear(namespace=...)")
         if x >= self._index.namespace_slots:
             self._index.reserve_namespace(x)
             self._version += 1

@@ -28,6 +28,8 @@ from .progress import Silent, progress
 
 N_WORDS = 4  # 256-bit codes
 N_QUERIES = 64
+# How far below its roof a memory-bound scan's fastest call may land by chance.
+ROOF_SLACK = 0.02
 # Calls per method and phase: p90 needs about 100, p99 about 1,000 to mean anything.
 MIN_CALLS, P99_CALLS = 256, 1024
 _BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
@@ -427,7 +429,10 @@ def check(results):
 
     Serial against the serial roof, parallel against the parallel one, fastest
     call against fastest call of each run: a scan does everything the roof
-    does and more, so beating it means the measurement is broken.
+    does and more, so beating it means the measurement is broken. Codes far
+    larger than the cache bring both to the memory's own speed, where the
+    fastest calls of the two differ by chance: there the scan may come within
+    ``ROOF_SLACK`` of its roof, below it.
     """
     for n, size in results["scans"].items():
         single = size["single"]
@@ -437,7 +442,7 @@ def check(results):
                 continue
             for run, (s, r) in enumerate(zip(single[scan]["fastest_us"],
                                              single[roof]["fastest_us"])):
-                if s < r:
+                if s < r * (1 - ROOF_SLACK if size.get("memory_roof") else 1):
                     raise BenchmarkError(
                         f"{n} codes, run {run + 1}: {scan} took {s:.1f} us, less than its "
                         f"read roof's {r:.1f} us; the roof or the timing is wrong")
