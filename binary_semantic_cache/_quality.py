@@ -150,10 +150,12 @@ def evaluate_pairs(pairs, *, configs=CONFIGS, seed=42, thresholds=(0.80, 0.85, 0
 
 
 def bytes_per_entry(dim, bits, rescore):
+    """Index bytes per entry: the code, 36 of slot metadata and a place in the namespace
+    arena (its room to grow aside), plus any rescoring copy; float cosine keeps float32s."""
     if bits is None:
         return 4 * dim
     extra = {None: 0, "int8": dim + 4, "float16": 2 * dim, "float32": 4 * dim}[rescore]
-    return bits // 8 + 32 + extra
+    return bits // 8 + 36 + 4 + extra
 
 
 def get_latency(stored, configs, entries, seed):

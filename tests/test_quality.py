@@ -186,7 +186,7 @@ def test_evaluate_on_user_data_gives_a_table_curves_and_a_titled_plot(banking):
     assert isinstance(result, EvaluationResult) and "my support desk" in repr(result)
     table = result.table()
     assert [row["configuration"] for row in table] == ["float cosine", "256 bits"]
-    assert table[0]["bytes_per_entry"] == 4 * 384 and table[1]["bytes_per_entry"] == 64
+    assert table[0]["bytes_per_entry"] == 4 * 384 and table[1]["bytes_per_entry"] == 72
     assert table[0]["ratio_at_float_p90"] in (None, 1.0)
     rows = result.curve("256 bits")
     assert rows[0]._fields == ("threshold", "hit_rate", "precision", "correct_rate",

@@ -234,8 +234,10 @@ class Index:
         ``extra`` more entries. Namespace ``last`` (or -1) goes at the end, where it grows
         in place."""
         members, nstart, nlen, ncap = self.seg
+        # Every segment gets an eighth more room than it holds (live/8 at most,
+        # in all), and the free top an eighth of everything besides the rows to come.
         live = int(self.size)
-        arena = live + (live >> 2) + 2 * extra + 64
+        arena = live + (live >> 3) + extra + ((live + extra) >> 3) + 64
         if arena > K.POS_MASK:
             raise ValueError(f"the namespace arena would need {arena:,} places, more than "
                              f"{K.POS_MASK:,}; use a smaller max_entries")
