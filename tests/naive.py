@@ -85,7 +85,8 @@ def spaces_sound(gen, apos, members, nstart, nlen, ncap, kslot, kdisp, state):
         return not keyed
     if len(kdisp) != len(kslot) or len(keyed) >= len(kslot):
         return False
-    held = [int(s) for s in kslot if s >= 0]
+    bits = max(0, (len(kslot) - 1).bit_length())  # a slot's bits; the tag sits above them
+    held = [int(s) & ((1 << bits) - 1) for s in kslot if s >= 0]
     if sorted(held) != sorted(keyed):
         return False
     size_t = len(kslot)

@@ -120,25 +120,27 @@ def test_key_table_matches_a_dict(ops, n_slots, n_homes, gap):
     apos = np.arange(n_slots, dtype=np.int32) | K.KEYED
     members = np.arange(n_slots, dtype=np.int32)
     nstart, nlen = np.zeros(1, np.int32), np.array([n_slots], np.int32)
-    model = {}  # slot -> home
+    model = {}  # slot -> key hash: home bucket, and a tag above bit 32
     homes = [(size - 3 + gap * h) % size for h in range(n_homes)]  # near the end: wraps
+    hashes = [home | tag << 32 for home in homes for tag in (0, 5)]  # two tags per home
+    mask = (1 << K._slot_bits(size)) - 1
     for add, value in ops:
         free = [s for s in range(n_slots) if s not in model]
         if add and free:
-            s, home = free[value % len(free)], homes[value % n_homes]
-            assert K._key_add(kslot, kdisp, home, s)
-            model[s] = home
+            s, hk = free[value % len(free)], hashes[value % len(hashes)]
+            assert K._key_add(kslot, kdisp, hk, s)
+            model[s] = hk
         elif not add and model:
             s = sorted(model)[value % len(model)]
             assert K._key_remove(kslot, kdisp, model.pop(s), s)
-        for home in set(homes):
+        for hk in set(hashes):
             found, start = [], -1
-            while (hit := K._key_find(kslot, kdisp, apos, members, nstart, nlen, home, 0,
+            while (hit := K._key_find(kslot, kdisp, apos, members, nstart, nlen, hk, 0,
                                       start))[0] >= 0:
                 found.append(hit[0])
                 start = hit[1] + 1
-            assert sorted(found) == sorted(s for s, h in model.items() if h == home)
-        assert sorted(int(s) for s in kslot if s >= 0) == sorted(model)
+            assert sorted(found) == sorted(s for s, h in model.items() if h == hk)
+        assert sorted(int(s) & mask for s in kslot if s >= 0) == sorted(model)
         assert not K._key_remove(kslot, kdisp, homes[0], n_slots + 5)  # never there
 
 

@@ -583,7 +583,7 @@ def field_offset(path, name):
 
 @pytest.mark.parametrize("name, fmt, value, words", [
     ("nlen", "<i", 10**6, "namespace segments"), ("members", "<i", 39, "namespace segments"),
-    ("apos", "<i", 5, "namespace segments"), ("kslot", "<i", 10**6, "exact-key table"),
+    ("apos", "<i", 5, "namespace segments"), ("kslot", "<i", -5, "exact-key table"),
     ("kdisp", "<B", 200, "exact-key table")])
 def test_damaged_namespace_and_key_sections_are_refused_even_without_verify(saved, name, fmt,
                                                                            value, words):

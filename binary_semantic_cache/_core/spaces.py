@@ -11,14 +11,17 @@ FREE = object()
 
 
 def key_home(record, salt, buckets):
-    """Home bucket of a key's tagged bytes in a table of ``buckets``.
+    """The hash of a key's tagged bytes as the key table takes it: its home bucket in a
+    table of ``buckets`` in the low 32 bits, 31 more bits (for the bucket's tag) above,
+    so it fits an int64.
 
     BLAKE2b keyed with the cache's own random ``salt`` (saved with it): the
     same key finds the same bucket in every process that loads the cache,
     while nobody who lacks the salt can pick keys that crowd one run.
     """
-    h = int.from_bytes(hashlib.blake2b(record, digest_size=4, key=salt).digest(), "little")
-    return (h * buckets) >> 32
+    digest = hashlib.blake2b(record, digest_size=8, key=salt).digest()
+    home = (int.from_bytes(digest[:4], "little") * buckets) >> 32
+    return home | (int.from_bytes(digest[4:], "little") & 0x7FFFFFFF) << 32
 
 
 def stored_key_record(key):

@@ -63,11 +63,15 @@ class Writes:
         row_keys = [k for _, k in keyed]
         slots, ids, start, check = np.empty(m, np.int64), [], 0, True
         while start < m:
-            rows = slice(start, m) if start else slice(None)
-            done, got, new_ids = self._insert(
-                codes[rows], expires[rows] if expires.shape[0] else expires, flags[rows],
-                homes[rows], None if units is None else units[rows], now, check,
-                row_keys[start:])
+            if start:
+                rows = slice(start, m)
+                done, got, new_ids = self._insert(
+                    codes[rows], expires[rows] if expires.shape[0] else expires, flags[rows],
+                    homes[rows], None if units is None else units[rows], now, check,
+                    row_keys[start:])
+            else:  # no views to make: the common single put
+                done, got, new_ids = self._insert(codes, expires, flags, homes, units, now,
+                                                  check, row_keys)
             slots[start:start + done] = got[:done]
             ids += new_ids
             start += done
@@ -111,11 +115,16 @@ class Writes:
         slots, ids, done = None if m == 1 else np.empty(m, np.int64), [], 0
         while done < m:
             end = min(m, done + step)
-            part = slice(done, end) if done or end < m else slice(None)
             fresh_before, arena = idx.high_water, idx.seg[0]
-            n, got, new_ids, evicted, victims = idx.insert(
-                codes[part], expires[part] if expires.shape[0] else expires, now, flags[part],
-                homes[part], check_keys)
+            if done or end < m:
+                part = slice(done, end)
+                n, got, new_ids, evicted, victims = idx.insert(
+                    codes[part], expires[part] if expires.shape[0] else expires, now,
+                    flags[part], homes[part], check_keys)
+            else:  # every row in one call: no views to make
+                part = slice(None)
+                n, got, new_ids, evicted, victims = idx.insert(codes, expires, now, flags,
+                                                               homes, check_keys)
             self._evictions += evicted
             if idx.high_water - fresh_before < n or idx.seg[0] is not arena:
                 # A slot a reader may be scanning was rewritten, or the arena compacted.

@@ -102,5 +102,7 @@ from .spaces import (  # noqa: F401
     _ns_counts,
     _ns_room,
     _ns_slots,
+    _slot_bits,
     _slot_of,
+    _tag,
 )

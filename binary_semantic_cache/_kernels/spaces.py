@@ -139,27 +139,55 @@ def _ns_slots(members, lo, m, out):
 
 
 # ---------------------------------------------------------------- key table
+#
+# A key reaches the kernels as ``hk``: its home bucket in the low 32 bits, 31
+# more bits of its hash above. A bucket holds ``tag << b | slot``, where ``b``
+# is the bits a slot needs in a table of this size and the tag is as many of
+# those other hash bits as fit in the rest of an int32: keys that share a home
+# are told apart before the owner has to compare them.
 
 
 @numba.njit(**JIT)
-def _key_find(kslot, kdisp, apos, members, nstart, nlen, home, x, start):
-    """Next slot of namespace ``x`` whose key has home bucket ``home``, from bucket ``start``.
+def _slot_bits(size):
+    """Bits a slot needs in a table of ``size`` buckets (a table has more buckets than slots)."""
+    b = 0
+    while (1 << b) < size:
+        b += 1
+    return b
+
+
+@numba.njit(**JIT)
+def _tag(hk, bits):
+    """The tag of key hash ``hk`` beside a slot of ``bits`` bits."""
+    if bits >= 31:
+        return 0
+    return (hk >> 32) & ((1 << (31 - bits)) - 1)
+
+
+@numba.njit(**JIT)
+def _key_find(kslot, kdisp, apos, members, nstart, nlen, hk, x, start):
+    """Next slot of namespace ``x`` whose key matches hash ``hk``, from bucket ``start``.
 
     Returns ``(slot, bucket)``, slot -1 when there is none (``start`` -1: from
-    the home). Keys sharing a home are told apart by the caller, which
-    compares them and, on a mismatch, probes on from ``bucket + 1``.
+    the home). Keys whose home and tag agree are told apart by the caller,
+    which compares them and, on a mismatch, probes on from ``bucket + 1``.
     """
     size = kslot.shape[0]
+    bits = _slot_bits(size)
+    home = hk & 0xFFFFFFFF
+    tag = _tag(hk, bits)
     i = home if start < 0 else start % size
     for _ in range(size):
-        s = kslot[i]
+        v = kslot[i]
         dist = (i - home) % size
         # Robin Hood order: entries of one home sit together, after every entry
         # of an earlier home, so a shorter displacement means this home is done.
-        if s < 0 or kdisp[i] < dist:
+        if v < 0 or kdisp[i] < dist:
             return -1, -1
-        if kdisp[i] == dist and _in_namespace(apos, members, nstart, nlen, s, x):
-            return s, i
+        if kdisp[i] == dist and v >> bits == tag:
+            s = v & ((1 << bits) - 1)
+            if _in_namespace(apos, members, nstart, nlen, s, x):
+                return s, i
         i += 1
         if i == size:
             i = 0
@@ -167,10 +195,10 @@ def _key_find(kslot, kdisp, apos, members, nstart, nlen, home, x, start):
 
 
 @numba.njit(**JIT)
-def _key_fits(kslot, kdisp, home):
-    """Would ``_key_add`` under ``home`` keep every displacement within bounds?"""
+def _key_fits(kslot, kdisp, hk):
+    """Would ``_key_add`` of hash ``hk`` keep every displacement within bounds?"""
     size = kslot.shape[0]
-    i = home
+    i = hk & 0xFFFFFFFF
     d = 0
     for _ in range(size):
         if kslot[i] < 0:
@@ -187,40 +215,45 @@ def _key_fits(kslot, kdisp, home):
 
 
 @numba.njit(**JIT)
-def _key_add(kslot, kdisp, home, s):
-    """Put slot ``s`` under ``home`` (Robin Hood: it takes the bucket of any entry nearer
+def _key_add(kslot, kdisp, hk, s):
+    """Put slot ``s`` under hash ``hk`` (Robin Hood: it takes the bucket of any entry nearer
     its own home, which moves on); False, changing nothing, past ``MAX_DISPLACEMENT``."""
-    if not _key_fits(kslot, kdisp, home):
+    if not _key_fits(kslot, kdisp, hk):
         return False
     size = kslot.shape[0]
-    i = home
+    bits = _slot_bits(size)
+    v = (_tag(hk, bits) << bits) | s
+    i = hk & 0xFFFFFFFF
     d = 0
     while kslot[i] >= 0:
         if kdisp[i] < d:
-            s, kslot[i] = kslot[i], s
+            v, kslot[i] = kslot[i], v
             d, kdisp[i] = np.int64(kdisp[i]), d
         d += 1
         i += 1
         if i == size:
             i = 0
-    kslot[i] = s
+    kslot[i] = v
     kdisp[i] = d
     return True
 
 
 @numba.njit(**JIT)
-def _key_remove(kslot, kdisp, home, s):
-    """Delete slot ``s``'s bucket under ``home``, shifting the rest of its run back.
+def _key_remove(kslot, kdisp, hk, s):
+    """Delete slot ``s``'s bucket under hash ``hk``, shifting the rest of its run back.
 
-    Returns False when no bucket of that home holds ``s``.
+    Returns False when no bucket of that hash holds ``s``.
     """
     size = kslot.shape[0]
+    bits = _slot_bits(size)
+    home = hk & 0xFFFFFFFF
+    v = (_tag(hk, bits) << bits) | s
     i = home
     for _ in range(size):
         dist = (i - home) % size
         if kslot[i] < 0 or kdisp[i] < dist:
             return False
-        if kslot[i] == s and kdisp[i] == dist:
+        if kslot[i] == v and kdisp[i] == dist:
             break
         i += 1
         if i == size:
@@ -242,7 +275,7 @@ def _key_remove(kslot, kdisp, home, s):
 
 @numba.njit(**JIT)
 def _key_remove_all(kslot, kdisp, homes, slots):
-    """``_key_remove`` each pair; returns how many were not found."""
+    """``_key_remove`` each pair of hash and slot; returns how many were not found."""
     missing = 0
     for k in range(slots.shape[0]):
         if not _key_remove(kslot, kdisp, homes[k], slots[k]):
@@ -252,7 +285,7 @@ def _key_remove_all(kslot, kdisp, homes, slots):
 
 @numba.njit(**JIT)
 def _key_fill(kslot, kdisp, homes, slots):
-    """Put each slot under its home in an empty table; returns False on an overlong run."""
+    """Put each slot under its hash in an empty table; returns False on an overlong run."""
     for k in range(slots.shape[0]):
         if not _key_add(kslot, kdisp, homes[k], slots[k]):
             return False
@@ -328,10 +361,11 @@ def _check_spaces(gen, apos, members, nstart, nlen, ncap, kslot, kdisp, state):
     # is displaced at most one more than the one before it.
     found = np.zeros(hw, np.bool_)
     n_found = 0
+    mask = (1 << _slot_bits(size)) - 1
     before = -1  # displacement of the previous bucket, -1 when it is empty
     for step in range(1, size + 1):
         i = (empty + step) % size
-        s = kslot[i]
+        s = kslot[i] & mask if kslot[i] >= 0 else -1
         if s < 0:
             if kdisp[i] != 0:
                 return BAD_KEYS, -1
