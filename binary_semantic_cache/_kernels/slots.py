@@ -208,9 +208,9 @@ def _insert(codes, new, new_exp, new_ns, new_home, prev, nxt, gen, tick, count, 
     Row ``i`` goes to slot ``out_slot[i]`` at generation ``out_gen[i]`` (its
     entry id's parts: a later row of a large batch may take the same slot
     again), expires at ``new_exp[i]`` (an empty ``new_exp``: no row expires)
-    and joins namespace ``new_ns[i] & ID_MASK``; with ``KEYED`` in
-    ``new_ns[i]`` it is put in the key table under bucket ``new_home[i]``,
-    and with ``KEY_ONLY`` it is never scanned. ``out_victim[i]`` is the slot
+    and joins namespace ``new_ns[i] & ID_MASK``; with ``NEW_KEYED`` in
+    ``new_ns[i]`` it is put in the key table under hash ``new_home[i]``,
+    and with ``NEW_KEY_ONLY`` it is never scanned. ``out_victim[i]`` is the slot
     of a keyed entry evicted for the row, whose key the caller then removes
     from the table, else -1.
 
@@ -218,7 +218,7 @@ def _insert(codes, new, new_exp, new_ns, new_home, prev, nxt, gen, tick, count, 
     caller settles before passing the remaining rows again: its namespace's
     segment needs an arena compaction (``out_slot[i]`` is -1), its key's run
     in the table is too long (-2), or, with ``check_keys``, an entry of its
-    namespace has a key of the same home (``out_slot[i]`` is that slot and
+    namespace has a key of the same home and tag (``out_slot[i]`` is that slot and
     ``out_gen[i]`` is 0; the caller compares the keys, then replaces that
     entry or stores the row unchecked).
 

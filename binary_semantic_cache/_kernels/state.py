@@ -16,7 +16,7 @@ is the one caller. Layout:
 * ``created``: ``float64[capacity]`` epoch seconds of the put; ``seen``:
   ``float32[capacity]`` seconds from the put to the latest use. Relative to the
   put, the last-use time keeps sub-millisecond precision for a day-old entry
-  while the whole record stays at 64 bytes for 256-bit codes.
+  while the whole record stays at 68 bytes for 256-bit codes.
 * ``exp``/``heap``/``hpos``: expiry times and an indexed min-heap over the slots
   that have one. Zero-length until the first entry with a time to live.
 * ``apos``: ``int32[capacity]``, where the slot sits in the namespace arena,
@@ -31,11 +31,12 @@ is the one caller. Layout:
   (``state[MTOP]``); the space it leaves is reclaimed when the owner compacts
   the arena into a new array.
 * ``kslot``/``kdisp``: the exact tier, zero-length until the first key: an
-  open-addressing table of slots, -1 empty, and each one's distance from its
-  home bucket (at most ``MAX_DISPLACEMENT``), kept in Robin Hood order so
-  those distances stay short at 8/9 full. No hash is
-  kept per slot: the owner recomputes a key's home from the key itself when
-  its entry leaves, and compares keys itself on a lookup.
+  open-addressing table of slots (each with a tag of its key's hash in the
+  bits above it; -1 empty) and each one's distance from its home bucket (at
+  most ``MAX_DISPLACEMENT``), kept in Robin Hood order so those distances stay
+  short at 8/9 full. No hash is kept per slot: the owner recomputes a key's
+  hash from the key itself when its entry leaves, and compares keys itself on
+  a lookup.
 * ``state``: ``int64[8]`` holding the scalars below, so kernels can update them.
 """
 
