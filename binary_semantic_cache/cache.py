@@ -12,7 +12,7 @@ from ._core import validate as _validate
 from ._core.index import INITIAL_CAPACITY, RESCORE, Index, split_id
 from ._core.jit import threads_for
 from ._core.lookups import Lookups
-from ._core.responses import Responses
+from ._core.responses import Keys, Responses
 from ._core.snapshot import Snapshot
 from ._core.spaces import Namespaces
 from ._core.writes import Writes
@@ -119,7 +119,7 @@ class BinarySemanticCache(Lookups, Writes):
         self._index = Index(self._encoder.n_words, capacity, self._rescore,
                             self._encoder.embedding_dim)
         self._responses = Responses(capacity)
-        self._keys = Responses(capacity)
+        self._keys = Keys(capacity)
         self._spaces = Namespaces()
         # Bumped by every write a lock-free scan could have seen half done.
         self._version = getattr(self, "_version", 0) + 1
@@ -414,7 +414,7 @@ class BinarySemanticCache(Lookups, Writes):
             self._closed = True
             # Empty arrays, not None: a lookup racing the close finds nothing, then raises.
             self._index = Index(self._encoder.n_words, 0)
-            self._responses = self._keys = Responses(0)
+            self._responses, self._keys = Responses(0), Keys(0)
             self._version += 1
             mappings, self._mappings = self._mappings, []
         for mapping in mappings:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._core.index import Index
-from ._core.responses import Responses
+from ._core.responses import Keys, Responses
 from ._core.snapshot import Snapshot
 from .cache import BinarySemanticCache
 from .encoder import BinaryEncoder
@@ -110,6 +110,6 @@ def import_v3(path, *, encoder, trust_pickle=False, max_entries=None):
     for slot, i in zip(slots.tolist(), order.tolist()):
         stored[slot] = responses[i]
     snapshot = Snapshot(encoder, capacity, float(header.get("similarity_threshold", 0.80)), None,
-                        None, 10, (0, 0, 0, 0, 0), index, stored, Responses(index.capacity),
+                        None, 10, (0, 0, 0, 0, 0), index, stored, Keys(index.capacity),
                         [None], os.urandom(16))
     return BinarySemanticCache._from_snapshot(snapshot)

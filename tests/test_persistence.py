@@ -603,3 +603,17 @@ def test_damaged_namespace_and_key_sections_are_refused_even_without_verify(save
     rewrite_manifest(saved)
     message = load_fails(saved, CorruptFileError, verify=False)
     assert words in message
+
+
+def test_a_key_record_that_is_not_text_or_bytes_is_named_as_damage(tmp_path):
+    cache = BinarySemanticCache(BinaryEncoder(DIM), max_entries=8)
+    cache.put(VECTORS[0], "r", key="zq")
+    cache.save(tmp_path)
+    file = data_dir(tmp_path) / "responses.bin"
+    raw = file.read_bytes()
+    assert raw.count(b"szq") == 1
+    file.write_bytes(raw.replace(b"szq", b"j42"))  # a JSON number where the key was
+    rewrite_manifest(tmp_path)
+    loaded = BinarySemanticCache.load(tmp_path, verify=False)
+    with pytest.raises(CorruptFileError, match="key of slot 0 is a int, not str or bytes"):
+        loaded.get_exact("zq")

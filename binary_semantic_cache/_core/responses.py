@@ -123,3 +123,16 @@ class Responses:
                     "allow_pickle=True to keep it")
             return raw
         return encode(self._items[slot], allow_pickle=allow_pickle, entry_id=entry_id)
+
+
+class Keys(Responses):
+    """The exact key of each keyed slot: like ``Responses``, but only str or bytes."""
+
+    __slots__ = ()
+
+    def __getitem__(self, slot):
+        value = super().__getitem__(slot)
+        if value is not None and type(value) not in (str, bytes):
+            raise CorruptFileError(f"the key of slot {slot} is a {type(value).__name__}, not "
+                                   "str or bytes; the key store is damaged")
+        return value

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import _kernels as K
 from .._core.index import NAMESPACE_ARRAYS, Index, entry_id
-from .._core.responses import Responses
+from .._core.responses import Keys, Responses
 from .._core.snapshot import Snapshot
 from .._core.spaces import FREE
 from ..encoder import BinaryEncoder
@@ -283,7 +283,7 @@ def load(cls, path, *, mmap=True, encoder=None, verify=True, allow_pickle=False,
     snapshot = Snapshot(encoder, header.max_entries, header.threshold, header.ttl,
                         header.rescore, header.rescore_k, header.counters, index,
                         Responses(index.capacity, blob, offsets, allow_pickle),
-                        Responses(index.capacity, blob, key_offsets), names,
+                        Keys(index.capacity, blob, key_offsets), names,
                         header.salt if header.version > 1 else os.urandom(16))
     # Outside the net: a bad clock or parallel is the caller's error, not the file's.
     return cls._from_snapshot(snapshot, clock=clock, parallel=parallel,
