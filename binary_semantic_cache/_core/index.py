@@ -375,8 +375,12 @@ class Index:
         m = codes.shape[0]
         slots, gens, victims = (np.empty(m, np.int64), np.empty(m, np.uint32),
                                 np.empty(m, np.int64))
-        done, evicted = self._insert(codes, expires, flags, homes, now, check_keys, slots, gens,
-                                     victims)
+        members, nstart, nlen, ncap = self.seg
+        done, evicted = K._insert(self.codes, codes, expires, flags, homes, self.prev, self.nxt,
+                                  self.gen, self.tick, self.count, self.created, self.seen,
+                                  self.exp, self.heap, self.hpos, self.apos, members, nstart,
+                                  nlen, ncap, self.kslot, self.kdisp, self.state, now,
+                                  check_keys, slots, gens, victims)
         while done < m and slots[done] == -1:
             self.compact(int(flags[done]) & K.ID_MASK, m - done)
             more, ev = self._insert(codes[done:], expires[done:] if expires.shape[0] else expires,

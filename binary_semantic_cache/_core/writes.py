@@ -106,16 +106,16 @@ class Writes:
         evicted entries leave the key table, and the new rows' keys are kept.
         """
         m = codes.shape[0]
-        self._purge(now)
-        self._reserve(m)
+        self._reserve(m)  # the caller purged expired entries at this same time
         idx = self._index
         # The buckets of keys evicted in one kernel call stay until settled
         # below: bound how many, so runs stay short.
         step = max(1, self._max // 16) if idx.has_keys else m
         slots, ids, done = None if m == 1 else np.empty(m, np.int64), [], 0
+        state = idx.state
         while done < m:
             end = min(m, done + step)
-            fresh_before, arena = idx.high_water, idx.seg[0]
+            fresh_before, arena = state.item(K.HW), idx.seg[0]
             if done or end < m:
                 part = slice(done, end)
                 n, got, new_ids, evicted, victims = idx.insert(
@@ -126,7 +126,7 @@ class Writes:
                 n, got, new_ids, evicted, victims = idx.insert(codes, expires, now, flags,
                                                                homes, check_keys)
             self._evictions += evicted
-            if idx.high_water - fresh_before < n or idx.seg[0] is not arena:
+            if state.item(K.HW) - fresh_before < n or idx.seg[0] is not arena:
                 # A slot a reader may be scanning was rewritten, or the arena compacted.
                 self._version += 1
             if slots is None:  # one row: its arrays are the answer
@@ -210,8 +210,8 @@ class Writes:
         return x
 
     def _replace(self, slot, code, key_only, expires, units, now):
-        """Rewrite the keyed entry in ``slot`` in place; the lock is held."""
-        self._purge(now)
+        """Rewrite the keyed entry in ``slot`` in place; the lock is held, and expired entries
+        were purged at ``now``."""
         self._reserve(0)
         idx = self._index
         expiry = float(expires[0]) if expires.shape[0] else np.inf
