@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from binary_semantic_cache import BinaryEncoder, BinarySemanticCache
+from binary_semantic_cache._core import index as index_module
 from binary_semantic_cache._core.index import entry_id as make_id
 
 from .conftest import FakeClock, check_invariants, examples
@@ -165,6 +166,26 @@ class NamespaceMachine(RuleBasedStateMachine):
 NamespaceMachine.TestCase.settings = settings(max_examples=examples(60), deadline=None,
                                               stateful_step_count=40)
 TestNamespaces = NamespaceMachine.TestCase
+
+
+class GatherMachine(NamespaceMachine):
+    """The same model, every namespace read through its segment (the gather scans).
+
+    A namespace this small is otherwise scanned in the contiguous way; the
+    gather scans serve one that holds a small part of a large cache.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.saved_ratio = index_module.GATHER_RATIO
+        index_module.GATHER_RATIO = 10**9
+
+    def teardown(self):
+        index_module.GATHER_RATIO = self.saved_ratio
+
+
+GatherMachine.TestCase.settings = NamespaceMachine.TestCase.settings
+TestNamespacesGathered = GatherMachine.TestCase
 
 
 # ------------------------------------------------------------ the rest, case by case
@@ -339,3 +360,21 @@ def test_keys_that_share_a_home_bucket_are_told_apart(monkeypatch):
     assert [cache.get_exact(k, namespace="n").id for k in ("k1", "k2", "k3")] == [
         ids[0], ids[2], ids[3]]
     assert cache._index.check() == (0, -1)
+
+
+def test_a_small_namespace_of_a_large_cache_is_read_through_its_segment():
+    cache = make(max_entries=1000, similarity_threshold=0.99)
+    rng = np.random.default_rng(12)
+    bulk = rng.standard_normal((400, DIM))
+    cache.put_batch(bulk, list(range(400)))
+    ids = cache.put_batch(VECTORS, [f"a{i}" for i in range(len(VECTORS))], namespace="a")
+    idx = cache._index
+    assert len(idx._gathered(cache._space("a"))) == 3  # the gather path, not the full scan
+    assert [cache.get(v, namespace="a").id for v in VECTORS] == ids
+    assert cache.get(bulk[0], namespace="a") is None and cache.get(VECTORS[0]) is None
+    assert [e.id for e in cache.get_batch(VECTORS, namespace="a")] == ids
+    found = cache.search(VECTORS[2], k=3, namespace="a")
+    assert found[0].id == ids[2] and {e.namespace for e in found} == {"a"}
+    cache.delete(ids[2])
+    assert cache.get(VECTORS[2], namespace="a") is None
+    assert {e.id for e in cache.search(VECTORS[2], k=10, namespace="a")} == set(ids) - {ids[2]}

@@ -8,6 +8,7 @@ import pytest
 
 from binary_semantic_cache import BinaryEncoder, BinarySemanticCache
 from binary_semantic_cache import _kernels as K
+from binary_semantic_cache._core import index as index_module
 from binary_semantic_cache._core.jit import DISABLE_JIT
 
 from .conftest import check_invariants
@@ -120,8 +121,13 @@ def test_a_reader_inside_a_scan_does_not_block_other_readers():
     assert slots[:5].tolist() == [0, 1, 2, 3, 4]
 
 
-def test_namespaces_stay_apart_under_mixed_threads():
-    """Puts (keyed or not), gets, exact gets and clears across namespaces for 2 s."""
+@pytest.mark.parametrize("gather", [False, True], ids=["as sized", "gathered"])
+def test_namespaces_stay_apart_under_mixed_threads(gather, monkeypatch):
+    """Puts (keyed or not), gets, exact gets and clears across namespaces for 2 s; once as
+    the sizes decide, once with every namespace read through its segment while writers
+    move segments about."""
+    if gather:
+        monkeypatch.setattr(index_module, "GATHER_RATIO", 10**9)
     spaces = [None, "a", "b", "c"]
     per = 300
     vectors = np.random.default_rng(2).standard_normal((per, DIM))

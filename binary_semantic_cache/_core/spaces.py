@@ -19,9 +19,8 @@ def key_home(record, salt, buckets):
     same key finds the same bucket in every process that loads the cache,
     while nobody who lacks the salt can pick keys that crowd one run.
     """
-    digest = hashlib.blake2b(record, digest_size=8, key=salt).digest()
-    home = (int.from_bytes(digest[:4], "little") * buckets) >> 32
-    return home | (int.from_bytes(digest[4:], "little") & 0x7FFFFFFF) << 32
+    h = int.from_bytes(hashlib.blake2b(record, digest_size=8, key=salt).digest(), "little")
+    return ((h & 0xFFFFFFFF) * buckets) >> 32 | (h >> 32 & 0x7FFFFFFF) << 32
 
 
 def stored_key_record(key):

@@ -57,6 +57,10 @@ def measure_namespaces(*, runs=3, spaces=1000, per_space=1000, dim=384, seed=0):
     spread_over = rng.integers(0, spaces, QUERIES)
     roaming = vectors[spread_over, picks] + noise  # ... of a different namespace each time
     fresh = rng.standard_normal((PUTS, dim), dtype=np.float32)
+    # Names and keys made before the clock runs, as the embeddings are.
+    roam_names = [_name(int(x)) for x in spread_over]
+    home_name, put_name = _name(0), _name(1)
+    exact_keys = [f"{x}/{i}" for x, i in zip(spread_over.tolist(), picks.tolist())]
     encoder = BinaryEncoder(dim)
     out = {"spaces": spaces, "per_space": per_space, "n": n, "dim": dim, "latency": {},
            "ratios": {}, "puts_per_second": {}, "bytes_per_entry": {}, "load_seconds": {}}
@@ -82,13 +86,13 @@ def measure_namespaces(*, runs=3, spaces=1000, per_space=1000, dim=384, seed=0):
                 methods = {
                     "get, a cache of one namespace's entries": lambda i: alone.get(home[i]),
                     "get in one namespace, grouped": lambda i: grouped.get(
-                        home[i], namespace=_name(0)),
+                        home[i], namespace=home_name),
                     "get in one namespace, interleaved": lambda i: mixed.get(
-                        home[i], namespace=_name(0)),
+                        home[i], namespace=home_name),
                     "get in a different namespace each call, interleaved": lambda i: mixed.get(
-                        roaming[i], namespace=_name(int(spread_over[i]))),
-                    "get_exact": lambda i: mixed.get_exact(
-                        f"{spread_over[i]}/{picks[i]}", namespace=_name(int(spread_over[i]))),
+                        roaming[i], namespace=roam_names[i]),
+                    "get_exact": lambda i: mixed.get_exact(exact_keys[i],
+                                                           namespace=roam_names[i]),
                 }
                 found = [methods["get in one namespace, interleaved"](i) for i in range(8)]
                 if any(e is None or e.namespace != _name(0) for e in found):
@@ -114,10 +118,11 @@ def measure_namespaces(*, runs=3, spaces=1000, per_space=1000, dim=384, seed=0):
                         "load into memory, first get_exact")
                     out["load_seconds"].setdefault(label, []).append(seconds)
                 shutil.rmtree(path, ignore_errors=True)
+                fresh_keys = [f"fresh {run} {i}" for i in range(PUTS)]
                 puts = {"put without a key": lambda i: mixed.put(fresh[i], None,
-                                                                 namespace=_name(1)),
-                        "put with a key": lambda i: mixed.put(fresh[i], None, namespace=_name(1),
-                                                              key=f"fresh {run} {i}")}
+                                                                 namespace=put_name),
+                        "put with a key": lambda i: mixed.put(fresh[i], None, namespace=put_name,
+                                                              key=fresh_keys[i])}
                 times = _time_in_random_order(puts, range(PUTS // 2), 1, rng, Silent())
                 for name, t in times.items():
                     _add(out["latency"], name, _figures(t))
