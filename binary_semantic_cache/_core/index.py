@@ -259,11 +259,15 @@ class Index:
                                                             slot, x)
 
     def scannable(self, slot, x):
-        """Is ``slot`` a live, scannable entry of namespace ``x``? (Checks a scan's answer.)"""
-        members, nstart, nlen, _ = self.seg
-        lo = nstart.item(x)
-        return bool(self.gen.item(slot) & 1) and K._member(self.apos, members, lo,
-                                                           lo + nlen.item(x), slot)
+        """Is ``slot`` a live, scannable entry of namespace ``x``? (Checks a scan's answer.)
+
+        Plain Python, as ``_kernels.spaces._member``: it runs once per lookup,
+        where a kernel call would cost more than the check.
+        """
+        members, nstart, nlen = self.seg[:3]
+        at, lo = self.apos.item(slot) & K.POS_MASK, nstart.item(x)
+        return (lo <= at < lo + nlen.item(x) and at < members.shape[0]
+                and members.item(at) == slot and bool(self.gen.item(slot) & 1))
 
     # ------------------------------------------------------------ scans
 
@@ -375,12 +379,8 @@ class Index:
         m = codes.shape[0]
         slots, gens, victims = (np.empty(m, np.int64), np.empty(m, np.uint32),
                                 np.empty(m, np.int64))
-        members, nstart, nlen, ncap = self.seg
-        done, evicted = K._insert(self.codes, codes, expires, flags, homes, self.prev, self.nxt,
-                                  self.gen, self.tick, self.count, self.created, self.seen,
-                                  self.exp, self.heap, self.hpos, self.apos, members, nstart,
-                                  nlen, ncap, self.kslot, self.kdisp, self.state, now,
-                                  check_keys, slots, gens, victims)
+        done, evicted = self._insert(codes, expires, flags, homes, now, check_keys, slots, gens,
+                                     victims)
         while done < m and slots[done] == -1:
             self.compact(int(flags[done]) & K.ID_MASK, m - done)
             more, ev = self._insert(codes[done:], expires[done:] if expires.shape[0] else expires,

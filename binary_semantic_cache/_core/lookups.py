@@ -102,11 +102,8 @@ class Lookups:
             return None
         idx = self._index
         # A lock-free scan can read a segment mid-move: the slot must still be
-        # a live, scannable entry of namespace x (Index.scannable, inlined).
-        members, nstart, nlen = idx.seg[:3]
-        at, lo = idx.apos.item(slot) & K.POS_MASK, nstart.item(x)
-        if not (lo <= at < lo + nlen.item(x) and members.item(at) == slot
-                and idx.gen.item(slot) & 1):
+        # a live, scannable entry of namespace x.
+        if not idx.scannable(slot, x):
             return STALE
         similarity = self._similarity_list[dist]
         if similarity < threshold or (idx.has_expiry and idx.exp[slot] <= now):

@@ -88,6 +88,7 @@ from .spaces import (  # noqa: F401
     BAD_KEYS,
     BAD_NAMESPACE,
     _check_spaces,
+    _copy_live,
     _grown_cap,
     _in_namespace,
     _key_add,

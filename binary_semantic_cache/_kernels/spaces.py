@@ -36,6 +36,21 @@ def _in_namespace(apos, members, nstart, nlen, s, x):
 
 
 @numba.njit(**JIT)
+def _copy_live(members, start, n, out, top, apos):
+    """Copy the places ``members[start:start+n]`` to ``out[top:]`` without their tombstones,
+    pointing each moved slot's ``apos`` at its new place; returns how many were copied."""
+    m = 0
+    for i in range(n):
+        v = members[start + i]
+        t = _slot_of(v)
+        if t >= 0:
+            out[top + m] = v
+            apos[t] = (apos[t] & KEYED) | (top + m)
+            m += 1
+    return m
+
+
+@numba.njit(**JIT)
 def _grown_cap(cap):
     return cap + (cap >> 1) + 2
 
@@ -68,17 +83,8 @@ def _ns_add(members, nstart, nlen, ncap, apos, state, x, value, s):
         else:
             # Copied without its tombstones, never moved: a lock-free reader
             # may still scan the old place.
-            start = nstart[x]
-            m = 0
-            for i in range(nlen[x]):
-                v = members[start + i]
-                t = _slot_of(v)
-                if t >= 0:
-                    members[top + m] = v
-                    apos[t] = (apos[t] & KEYED) | (top + m)
-                    m += 1
+            nlen[x] = _copy_live(members, nstart[x], nlen[x], members, top, apos)
             nstart[x] = top
-            nlen[x] = m
             ncap[x] = want
             state[MTOP] = top + want
     p = nstart[x] + nlen[x]
@@ -101,14 +107,7 @@ def _ns_compact(members, nstart, nlen, apos, last, out, out_start, out_len, out_
         if k == last or (k == n and last < 0):
             continue
         out_start[x] = top
-        m = 0
-        for i in range(nlen[x]):
-            v = members[nstart[x] + i]
-            t = _slot_of(v)
-            if t >= 0:
-                out[top + m] = v
-                apos[t] = (apos[t] & KEYED) | (top + m)
-                m += 1
+        m = _copy_live(members, nstart[x], nlen[x], out, top, apos)
         out_len[x] = m
         out_cap[x] = m + (m >> 3)
         top += out_cap[x]
