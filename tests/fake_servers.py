@@ -1,4 +1,4 @@
-"""Loopback HTTP servers that speak the OpenAI and Ollama embedding APIs.
+"""Loopback HTTP servers that speak the OpenAI (embeddings, chat) and Ollama embedding APIs.
 
 Vectors are a bag of words: each word has a fixed random direction, and a
 text is the sum of its words, so paraphrases that share words come out close.
@@ -103,12 +103,29 @@ class FakeOpenAI(_Server):
     ``("status", code, headers)``, ``("stall", seconds)``, ``("json", payload)``
     (answer 200 with exactly that) and ``("trickle", seconds)`` (the right
     answer, a byte at a time).
+
+    ``POST /v1/chat/completions`` answers ``"answer N to: <last message>"``
+    (N counts chat requests), streamed as SSE when asked, with usage in
+    words. ``chat_script`` holds one action per coming chat request:
+    ``"ok"``, ``("finish", reason)`` (that finish_reason, None included),
+    ``"tool_calls"``, ``"empty"``, ``("status", code, headers)``, ``("cut", k)``
+    (a stream that stops after k content chunks, with no finish or [DONE]),
+    ``"stream_error"`` (an error event mid-stream) and ``"no_stream_options"``
+    (400 if the request has ``stream_options``). ``chat_delay`` seconds pass
+    before each chat answer. ``GET /v1/models`` lists two models.
     """
 
     def __init__(self, dim=1536):
         super().__init__()
         self.dim = dim
         self.script = []
+        self.chat_script = []
+        self.chat_delay = 0.0
+        self.chats = 0
+        self._count_lock = threading.Lock()
+
+    def chat_log(self):
+        return [entry for entry in self.log if entry["path"].endswith("/chat/completions")]
 
     @property
     def url(self):
@@ -116,6 +133,12 @@ class FakeOpenAI(_Server):
 
     def handle(self, handler, method, path, body):
         self.log.append({"path": path, **(body or {})})
+        if path.endswith("/models"):
+            return self.reply(handler, 200, {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                for m in ("fake-chat", "fake-embed")]})
+        if path.endswith("/chat/completions"):
+            return self.chat(handler, body)
         action = self.script.pop(0) if self.script else "ok"
         if isinstance(action, tuple) and action[0] == "status":
             _, code, headers = action
@@ -143,6 +166,83 @@ class FakeOpenAI(_Server):
         if isinstance(action, tuple) and action[0] == "trickle":
             return self.trickle(handler, payload, action[1])
         self.reply(handler, 200, payload)
+
+
+    # ---------------------------------------------------------------- chat
+
+    def chat(self, handler, body):
+        with self._count_lock:
+            self.chats += 1
+            n = self.chats
+            action = self.chat_script.pop(0) if self.chat_script else "ok"
+        if self.chat_delay:
+            time.sleep(self.chat_delay)
+        if isinstance(action, tuple) and action[0] == "status":
+            _, code, headers = action
+            return self.reply(handler, code, {"error": {"message": f"scripted {code}",
+                                                        "type": "scripted", "code": None}},
+                              headers)
+        if action == "no_stream_options" and "stream_options" in body:
+            return self.reply(handler, 400, {"error": {
+                "message": "Unrecognized request argument supplied: stream_options",
+                "type": "invalid_request_error"}})
+        last = body["messages"][-1].get("content") or ""
+        if isinstance(last, list):
+            last = "\n".join(part.get("text", "") for part in last)
+        content, finish, calls = f"answer {n} to: {last}", "stop", None
+        if action == "empty":
+            content = ""
+        if isinstance(action, tuple) and action[0] == "finish":
+            finish = action[1]
+        if action == "tool_calls":
+            content, finish = None, "tool_calls"
+            calls = [{"id": f"call_{n}", "type": "function",
+                      "function": {"name": "lookup", "arguments": json.dumps({"q": last})}}]
+        prompt = sum(len(words(str(m.get("content") or ""))) for m in body["messages"])
+        usage = {"prompt_tokens": prompt, "completion_tokens": len(words(content or "")),
+                 "total_tokens": prompt + len(words(content or ""))}
+        head = {"id": f"chatcmpl-{n}", "created": 1_700_000_000 + n, "model": body["model"],
+                "system_fingerprint": "fp_fake"}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": content}
+            if calls:
+                message["tool_calls"] = calls
+            return self.reply(handler, 200, {**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                "usage": usage})
+        self.sse(handler, head, content, finish, calls, usage, body, action)
+
+    def sse(self, handler, head, content, finish, calls, usage, body, action):
+        head = {**head, "object": "chat.completion.chunk"}
+
+        def event(choices, **extra):
+            return b"data: " + json.dumps({**head, "choices": choices, **extra}).encode() + b"\n\n"
+
+        def delta(d, reason=None):
+            return event([{"index": 0, "delta": d, "finish_reason": reason, "logprobs": None}])
+
+        events = [delta({"role": "assistant", "content": ""})]
+        events += [delta({"content": piece}) for piece in re.findall(r"\S+\s*", content or "")]
+        if isinstance(action, tuple) and action[0] == "cut":
+            events = events[:1 + action[1]]
+        elif action == "stream_error":
+            events = events[:2] + [b'data: {"error": {"message": "scripted stream failure"}}\n\n']
+        else:
+            for i, call in enumerate(calls or ()):
+                events.append(delta({"tool_calls": [{"index": i, **call}]}))
+            events.append(delta({}, finish))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                events.append(event([], usage=usage))
+            events.append(b"data: [DONE]\n\n")
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream")
+            handler.end_headers()
+            for data in events:
+                handler.wfile.write(data)
+                handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
 
 class FakeOllama(_Server):
@@ -186,3 +286,4 @@ class FakeOllama(_Server):
                 return self.trickle(handler, payload, action[1])
             return self.reply(handler, 200, payload)
         self.reply(handler, 200, {"embedding": embed(body["prompt"], self.dim).tolist()})
+

@@ -1,0 +1,161 @@
+"""Answers as stored records: what may be stored, and how a record is replayed.
+
+A record is plain JSON (so ``cache.save()`` needs no pickle)::
+
+    {"bsc": 1, "id": ..., "created": ..., "model": ..., "system_fingerprint": ...,
+     "message": {"role": "assistant", "content": ..., "tool_calls": [...]},
+     "finish_reason": "stop", "usage": {...} or None, "latency": seconds}
+
+The decorator stores ``{"bsc": 1, "text": ..., "latency": seconds}``.
+"""
+
+import re
+
+FORMAT = 1
+_PIECE = re.compile(r"\S*\s*")  # a word and the space after it
+_PIECE_CHARS = 48  # replayed content arrives in deltas of about this many characters
+
+
+def skip_reason(message, finish_reason, cache_tool_calls):
+    """Why an answer must not be stored, or None when it may be."""
+    calls = message.get("tool_calls")
+    if (calls or finish_reason == "tool_calls") and not cache_tool_calls:
+        return "tool_calls"
+    if finish_reason != "stop" and finish_reason != "tool_calls":
+        return {"length": "length", "content_filter": "content_filter",
+                None: "no_finish_reason"}.get(finish_reason, "finish_reason_other")
+    if not message.get("content") and not calls:
+        return "empty"
+    return None
+
+
+def completion_record(response, latency):
+    """``(record, None)`` from a ChatCompletion, or ``(None, reason)`` if unreadable."""
+    choices = getattr(response, "choices", None)
+    if not choices or len(choices) != 1:
+        return None, "empty" if choices == [] else "unreadable"
+    choice = choices[0]
+    message = choice.message.model_dump(mode="json", exclude_none=True)
+    usage = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else None
+    return {"bsc": FORMAT, "id": response.id, "created": response.created,
+            "model": response.model, "system_fingerprint": response.system_fingerprint,
+            "message": message, "finish_reason": choice.finish_reason, "usage": usage,
+            "latency": latency}, None
+
+
+def text_record(text, latency):
+    return {"bsc": FORMAT, "text": text, "latency": latency}
+
+
+def is_record(value, kind):
+    """True if ``value`` is a record this layer wrote (``kind`` "message" or "text")."""
+    return type(value) is dict and value.get("bsc") == FORMAT and kind in value
+
+
+class Accumulator:
+    """A streamed answer, chunk by chunk, into the record of the whole answer."""
+
+    def __init__(self):
+        self.head = None
+        self.role, self.content, self.calls = "assistant", [], {}
+        self.finish_reason = self.usage = None
+
+    def add(self, chunk):
+        if self.head is None:
+            self.head = (chunk.id, chunk.created, chunk.model,
+                         getattr(chunk, "system_fingerprint", None))
+        if chunk.usage is not None:
+            self.usage = chunk.usage.model_dump(mode="json", exclude_none=True)
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            if delta is not None:
+                if delta.role:
+                    self.role = delta.role
+                if delta.content:
+                    self.content.append(delta.content)
+                for call in delta.tool_calls or ():
+                    self._add_call(call)
+            if choice.finish_reason is not None:
+                self.finish_reason = choice.finish_reason
+
+    def _add_call(self, call):
+        slot = self.calls.setdefault(call.index, {"id": None, "type": "function",
+                                                  "function": {"name": "", "arguments": ""}})
+        if call.id:
+            slot["id"] = call.id
+        if call.type:
+            slot["type"] = call.type
+        if call.function is not None:
+            slot["function"]["name"] += call.function.name or ""
+            slot["function"]["arguments"] += call.function.arguments or ""
+
+    @property
+    def finished(self):
+        return self.finish_reason is not None
+
+    def record(self, latency):
+        message = {"role": self.role}
+        if self.content:
+            message["content"] = "".join(self.content)
+        if self.calls:
+            message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
+        cid, created, model, fingerprint = self.head or ("", 0, "", None)
+        return {"bsc": FORMAT, "id": cid, "created": created, "model": model,
+                "system_fingerprint": fingerprint, "message": message,
+                "finish_reason": self.finish_reason, "usage": self.usage, "latency": latency}
+
+
+def completion_dict(record):
+    """The ChatCompletion (as a dict) a record replays."""
+    return {"id": record["id"], "object": "chat.completion", "created": record["created"],
+            "model": record["model"], "system_fingerprint": record["system_fingerprint"],
+            "choices": [{"index": 0, "message": record["message"], "logprobs": None,
+                         "finish_reason": record["finish_reason"]}],
+            "usage": record["usage"]}
+
+
+def chunk_dicts(record, include_usage):
+    """The ChatCompletionChunks (as dicts) a record replays: role, content, calls, finish, usage."""
+    head = {"id": record["id"], "object": "chat.completion.chunk", "created": record["created"],
+            "model": record["model"], "system_fingerprint": record["system_fingerprint"]}
+
+    def chunk(delta, finish_reason=None):
+        return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                     "finish_reason": finish_reason}]}
+
+    message = record["message"]
+    out = [chunk({"role": message.get("role", "assistant"), "content": ""})]
+    out.extend(chunk({"content": piece}) for piece in pieces(message.get("content") or ""))
+    for i, call in enumerate(message.get("tool_calls") or ()):
+        out.append(chunk({"tool_calls": [{"index": i, **call}]}))
+    out.append(chunk({}, record["finish_reason"]))
+    if include_usage and record["usage"] is not None:
+        out.append({**head, "choices": [], "usage": record["usage"]})
+    return out
+
+
+def pieces(text):
+    """``text`` cut at word ends into deltas of about ``_PIECE_CHARS`` characters.
+
+    >>> pieces("the quick brown fox")
+    ['the quick brown fox']
+    >>> "".join(pieces("word " * 40)) == "word " * 40
+    True
+    """
+    out, current = [], ""
+    for word in _PIECE.findall(text):
+        current += word
+        if len(current) >= _PIECE_CHARS:
+            out.append(current)
+            current = ""
+    if current:
+        out.append(current)
+    return out
+
+
+def usage_counts(record):
+    usage = record.get("usage") or {}
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (prompt if type(prompt) is int else 0, completion if type(completion) is int else 0)
