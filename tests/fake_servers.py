@@ -111,7 +111,9 @@ class FakeOpenAI(_Server):
     ``"tool_calls"``, ``"empty"``, ``("status", code, headers)``, ``("cut", k)``
     (a stream that stops after k content chunks, with no finish or [DONE]),
     ``"stream_error"`` (an error event mid-stream) and ``"no_stream_options"``
-    (400 if the request has ``stream_options``). ``chat_delay`` seconds pass
+    (400 if the request has ``stream_options``) and ``("hold", event)`` (a stream
+    that sends its first content chunk, then waits up to 10 s for ``event``
+    and sets ``released`` before the rest). ``chat_delay`` seconds pass
     before each chat answer. ``GET /v1/models`` lists two models.
     """
 
@@ -122,6 +124,7 @@ class FakeOpenAI(_Server):
         self.chat_script = []
         self.chat_delay = 0.0
         self.chats = 0
+        self.released = threading.Event()
         self._count_lock = threading.Lock()
 
     def chat_log(self):
@@ -238,7 +241,10 @@ class FakeOpenAI(_Server):
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
             handler.end_headers()
-            for data in events:
+            for i, data in enumerate(events):
+                if i == 2 and isinstance(action, tuple) and action[0] == "hold":
+                    action[1].wait(10)
+                    self.released.set()
                 handler.wfile.write(data)
                 handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

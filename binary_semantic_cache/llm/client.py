@@ -198,6 +198,9 @@ class CachedOpenAI(_Base):
         wait = engine.lead(state.where)
         if wait is None:
             try:
+                # A twin may have stored its answer between our lookup and the lead.
+                if engine.again(state):
+                    return self._replay(state, request)
                 return self._fetch(request, state)
             finally:
                 engine.land(state.where)
@@ -262,6 +265,8 @@ class AsyncCachedOpenAI(_Base):
         wait = engine.alead(state.where)
         if wait is None:
             try:
+                if engine.again(state):
+                    return self._replay(state, request)
                 return await self._fetch(request, state)
             finally:
                 engine.aland(state.where)

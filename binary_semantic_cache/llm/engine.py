@@ -166,9 +166,13 @@ class Engine:
         return state
 
     def again(self, state):
-        """After waiting for a twin request: its stored answer, if any (True on a hit)."""
+        """The exact tier once more, for a twin request's answer (True on a hit).
+
+        Only a hit is counted: the miss was counted by the first look.
+        """
         namespace, key = state.where
-        return self._take(state, self._cache.get_exact(key, namespace=namespace), "exact")
+        return self._take(state, self._cache.get_exact(key, namespace=namespace), "exact",
+                          count_miss=False)
 
     def store(self, state, record, reason):
         """Steps of a store; returns ``(entry id, None)``, or ``(None, reason)`` when skipped."""
@@ -188,10 +192,11 @@ class Engine:
         return CacheInfo("hit", state.tier, entry.similarity, entry.id,
                          max(0.0, entry.last_accessed - entry.created_at))
 
-    def _take(self, state, entry, tier):
+    def _take(self, state, entry, tier, count_miss=True):
         kind = "text" if state.plan.scope[:1] == ("function",) else "message"
         hit = entry is not None and is_record(entry.response, kind)
-        self.counters.lookup(tier, hit)
+        if hit or count_miss:
+            self.counters.lookup(tier, hit)
         if hit:
             record = entry.response
             prompt, completion = usage_counts(record)
