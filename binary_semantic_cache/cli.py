@@ -66,6 +66,9 @@ def _parser():
                        help="also time save and load of 1M entries")
     bench.add_argument("--namespaces", action="store_true",
                        help="also time 1,000 namespaces of 1,000 keyed entries each")
+    bench.add_argument("--no-llm", action="store_true",
+                       help="skip timing hits through CachedOpenAI (skipped anyway without "
+                       "the openai package)")
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG of latency against size")
 
@@ -166,7 +169,8 @@ def _bench(args):
 
     sizes = (10_000, 100_000) if args.quick else args.sizes
     results = bench.run(sizes, runs=args.runs, end_to_end=not args.no_end_to_end,
-                        persistence=args.persistence, namespaces=args.namespaces)
+                        persistence=args.persistence, namespaces=args.namespaces,
+                        llm=False if args.no_llm else None)
     bench.report(results)
     if args.json:
         with open(args.json, "w") as f:

@@ -141,3 +141,21 @@ def test_namespace_benchmark_reports_every_figure_per_run(capsys):
     bench_spaces.report(result)
     out = capsys.readouterr().out
     assert "12 namespaces of 40 entries (480 in all)" in out and "get_exact" in out
+
+
+def test_llm_benchmark_times_only_hits_and_reports_the_overhead(capsys):
+    pytest.importorskip("openai")
+    from binary_semantic_cache.tools import bench_llm
+
+    result = bench_llm.measure_llm(runs=2, n=3_000, dim=32)
+    assert set(result["latency"]) == {"exact hit via CachedOpenAI",
+                                      "semantic hit via CachedOpenAI", "cache.get_exact alone",
+                                      "cache.get alone", "embedder alone"}
+    assert all(len(row["median_us"]) == 2 for row in result["latency"].values())
+    # A hit through the wrapper does at least the cache call it wraps.
+    lat = {k: np.median(v["median_us"]) for k, v in result["latency"].items()}
+    assert lat["exact hit via CachedOpenAI"] > lat["cache.get_exact alone"]
+    assert all(len(v) == 2 and v[0] > 0 for v in result["overhead_us"].values())
+    bench_llm.report(result)
+    out = capsys.readouterr().out
+    assert "wrapper overhead, exact hit" in out and "budget" in out

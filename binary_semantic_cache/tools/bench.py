@@ -11,6 +11,7 @@ of the runs with their range. Before timing, each method's best distances are
 checked against the serial kernel's.
 """
 
+import importlib.util
 import os
 import platform
 import time
@@ -410,8 +411,13 @@ def measure_persistence(*, runs=3, n=1_000_000, dim=64, seed=0):
     return out
 
 
-def run(sizes, *, runs=3, end_to_end=True, persistence=False, namespaces=False, seed=0):
-    """Everything ``bsc bench`` measures, as one JSON-ready dict."""
+def run(sizes, *, runs=3, end_to_end=True, persistence=False, namespaces=False, llm=None,
+        seed=0):
+    """Everything ``bsc bench`` measures, as one JSON-ready dict.
+
+    ``llm`` times hits through CachedOpenAI; None does so with ``end_to_end``
+    when ``openai`` is installed.
+    """
     results = {"machine": machine(), "runs": runs, "scans": scans(sizes, runs=runs, seed=seed)}
     if end_to_end:
         results["end_to_end"] = measure_end_to_end(runs=runs, seed=seed)
@@ -421,6 +427,12 @@ def run(sizes, *, runs=3, end_to_end=True, persistence=False, namespaces=False, 
         from .bench_spaces import measure_namespaces
 
         results["namespaces"] = measure_namespaces(runs=runs, seed=seed)
+    if llm is None:
+        llm = end_to_end and importlib.util.find_spec("openai") is not None
+    if llm:
+        from .bench_llm import measure_llm
+
+        results["llm"] = measure_llm(runs=runs, seed=seed)
     return results
 
 
@@ -522,6 +534,10 @@ def report(results, out=print):
         from .bench_spaces import report as report_spaces
 
         report_spaces(results["namespaces"], out)
+    if "llm" in results:
+        from .bench_llm import report as report_llm
+
+        report_llm(results["llm"], out)
 
 
 def plot(results, path):
