@@ -162,6 +162,27 @@ def _namespaces(bench):
 # ---------------------------------------------------------------- bsc demo
 
 
+@renderer("bench-llm")
+def _llm(bench):
+    """Hits through CachedOpenAI beside the bare cache calls, and the wrapper's overhead."""
+    s = bench["llm"]
+    lat = s["latency"]
+    med = lambda name: _median(lat[name]["median_us"])  # noqa: E731
+    lines = [f"| {s['n']:,} answers in one partition, {s['dim']}-d | median µs (range over "
+             "runs) | |", "|---|---|---|"]
+    for name, note in (
+            ("exact hit via CachedOpenAI", f"{med('exact hit via CachedOpenAI') / med('cache.get_exact alone'):.1f}x the bare `get_exact`"),
+            ("cache.get_exact alone", ""),
+            ("semantic hit via CachedOpenAI", f"{med('semantic hit via CachedOpenAI') / med('cache.get alone'):.2f}x the bare `get`"),
+            ("cache.get alone", ""),
+            ("embedder alone", "a table lookup, taken off the semantic overhead")):
+        lines.append(f"| {name} | {spread(lat[name]['median_us'])} | {note} |")
+    for tier, budget in (("exact", 50), ("semantic", 150)):
+        lines.append(f"| wrapper overhead, {tier} hit | {spread(s['overhead_us'][tier])} | "
+                     f"budget {budget} µs |")
+    return "\n".join(lines) + "\n"
+
+
 @renderer("demo")
 def _demo(d):
     return (f"| `bsc demo` (threshold {d['threshold']}, {d['code_bits']} bits) | |\n|---|---|\n"
