@@ -144,6 +144,8 @@ def test_each_wrapper_takes_only_its_own_kind_of_client(server):
     sync = openai.OpenAI(base_url=server.url, api_key="k")
     with pytest.raises(TypeError, match="use CachedOpenAI"):
         AsyncCachedOpenAI(sync)
+    with pytest.raises(TypeError, match="use AsyncCachedOpenAI"):
+        CachedOpenAI(openai.AsyncOpenAI(base_url=server.url, api_key="k"))
     with pytest.raises(TypeError, match="expected an openai client"):
         CachedOpenAI(object())
     sync.close()

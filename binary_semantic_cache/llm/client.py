@@ -31,7 +31,10 @@ class _Base:
         if not callable(getattr(chat, "create", None)):
             raise TypeError(f"expected an openai client (openai.OpenAI or openai.AsyncOpenAI), "
                             f"got {type(client).__name__}")
-        if isinstance(client, self._openai.AsyncOpenAI) != self._async:
+        # Clients of other makers that speak the same API are welcome; only the
+        # SDK's other flavour is refused, since its calls would not be awaited.
+        wrong = self._openai.OpenAI if self._async else self._openai.AsyncOpenAI
+        if isinstance(client, wrong):
             other = "openai.AsyncOpenAI" if self._async else "openai.OpenAI"
             raise TypeError(f"{type(self).__name__} wraps {other}, got "
                             f"{type(client).__name__}; use "
