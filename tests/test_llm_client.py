@@ -338,3 +338,22 @@ def test_threads_reach_the_upstream_once_per_question(client, server):
     assert server.chats == 50
     assert all(len(texts) == 1 for texts in answers.values())
     assert client.stats().hits == 8 * 200 - 50
+
+
+def test_bad_arguments_name_what_was_expected(openai_client, monkeypatch):
+    with pytest.raises(TypeError, match="embed_text and embed_texts"):
+        CachedOpenAI(openai_client, embedder="text-embedding-3-small")
+    with pytest.raises(TypeError, match="expected cache as a BinarySemanticCache"):
+        CachedOpenAI(openai_client, cache={})
+    with pytest.raises(TypeError, match="expected policy as a CachePolicy"):
+        CachedOpenAI(openai_client, policy={"ttl": 5})
+    monkeypatch.setitem(__import__("sys").modules, "openai", None)
+    from binary_semantic_cache import MissingExtraError
+    with pytest.raises(MissingExtraError, match=r"binary-semantic-cache\[openai\]"):
+        CachedOpenAI(openai_client)
+
+
+def test_an_oversized_namespace_is_refused_before_the_call(client, server):
+    with pytest.raises(ValueError, match="namespace"):
+        client.chat.completions.create(**ask("hi"), cache={"namespace": "x" * 10_000})
+    assert server.chats == 0 and client.cache is not None and len(client.cache) == 0

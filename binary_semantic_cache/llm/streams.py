@@ -34,9 +34,19 @@ class _Miss(_Stream):
         """The upstream HTTP response."""
         return self._upstream.response
 
-    def _shown(self, chunk):
-        """False for the usage-only chunk this stream asked for on the caller's behalf."""
-        return self._show_usage or chunk.choices or chunk.usage is None
+    def _sort(self, chunk, held):
+        """True to hand ``chunk`` over now; the finish and what follows go to ``held``."""
+        self._acc.add(chunk)
+        # The usage-only chunk this stream asked for on the caller's behalf is dropped.
+        if not (self._show_usage or chunk.choices or chunk.usage is None):
+            return False
+        if self._acc.finished:
+            held.append(chunk)
+            return False
+        return True
+
+    def _failed(self, err):
+        self._give_up("incomplete_stream" if isinstance(err, GeneratorExit) else "stream_error")
 
     def _give_up(self, reason):
         if not self._settled:
@@ -66,18 +76,10 @@ class CachedStream(_Miss):
         held = []
         try:
             for chunk in self._upstream:
-                self._acc.add(chunk)
-                if not self._shown(chunk):
-                    continue
-                if self._acc.finished:
-                    held.append(chunk)
-                else:
+                if self._sort(chunk, held):
                     yield chunk
-        except GeneratorExit:
-            self._give_up("incomplete_stream")
-            raise
-        except BaseException:
-            self._give_up("stream_error")
+        except BaseException as err:
+            self._failed(err)
             raise
         self._engine.run(self._steps())
         yield from held
@@ -112,18 +114,10 @@ class AsyncCachedStream(_Miss):
         held = []
         try:
             async for chunk in self._upstream:
-                self._acc.add(chunk)
-                if not self._shown(chunk):
-                    continue
-                if self._acc.finished:
-                    held.append(chunk)
-                else:
+                if self._sort(chunk, held):
                     yield chunk
-        except GeneratorExit:
-            self._give_up("incomplete_stream")
-            raise
-        except BaseException:
-            self._give_up("stream_error")
+        except BaseException as err:
+            self._failed(err)
             raise
         await self._engine.arun(self._steps())
         for chunk in held:
