@@ -32,6 +32,8 @@ def main(argv=None):
             eval_report.run(args)
         elif args.command == "inspect":
             _inspect(args)
+        elif args.command == "serve":
+            _serve(args)
         else:
             _migrate(args)
     except (ValueError, TypeError, CacheError, OSError, ImportError) as exc:
@@ -95,10 +97,53 @@ def _parser():
     migrate.add_argument("--seed", type=_count(0), default=42, help="encoder seed (default 42)")
     migrate.add_argument("--trust-pickle", action="store_true",
                          help="read responses.pkl although pickles can run code")
+    serve = sub.add_parser("serve", help="an OpenAI-compatible caching proxy (the [server] extra)")
+    serve.add_argument("--upstream", required=True, metavar="URL",
+                       help="the API to cache, with its /v1 (e.g. https://api.openai.com/v1)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=_count(0), default=8000, help="port (8000)")
+    serve.add_argument("--embedder", default="none", metavar="SPEC",
+                       help="none (exact matches only; the default), upstream:MODEL (the "
+                       "upstream's /v1/embeddings with the caller's key), ollama:MODEL or "
+                       "openai:MODEL")
+    serve.add_argument("--cache-dir", metavar="DIR",
+                       help="load the cache from here at start and save it here")
+    serve.add_argument("--max-entries", type=_count(1), default=10_000,
+                       help="capacity of a new cache (10000)")
+    serve.add_argument("--threshold", type=_unit, default=0.90,
+                       help="least similarity of a semantic hit, 0 to 1 (0.90)")
+    serve.add_argument("--ttl", type=_seconds, default=None, help="seconds an answer lives")
+    serve.add_argument("--save-interval", type=_seconds, default=60.0,
+                       help="seconds between saves of --cache-dir (60)")
+    serve.add_argument("--upstream-timeout", type=_seconds, default=600.0,
+                       help="seconds an upstream call may take (600)")
+    serve.add_argument("--max-body", type=_count(1), default=10_000_000, metavar="BYTES",
+                       help="largest request body accepted (10000000)")
+    serve.add_argument("--shared-tenants", action="store_true",
+                       help="one cache for every API key (default: one per key)")
+    serve.add_argument("--admin-token-file", metavar="FILE",
+                       help="a file holding the token POST /bsc/flush needs")
     return parser
 
 
 # ---------------------------------------------------------------- argument types
+
+
+def _unit(text):
+    value = _threshold(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value}")
+    return value
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
 
 
 def _threshold(text):
@@ -178,6 +223,20 @@ def _bench(args):
     if args.plot:
         bench.plot(results, args.plot)
     bench.check(results)
+
+
+def _serve(args):
+    from .server.options import ServeOptions
+
+    options = ServeOptions(
+        upstream=args.upstream, host=args.host, port=args.port, embedder=args.embedder,
+        cache_dir=args.cache_dir, max_entries=args.max_entries, threshold=args.threshold,
+        ttl=args.ttl, save_interval=args.save_interval, upstream_timeout=args.upstream_timeout,
+        max_body=args.max_body, shared_tenants=args.shared_tenants,
+        admin_token_file=args.admin_token_file)
+    from .server.app import serve
+
+    serve(options)
 
 
 def _inspect(args):

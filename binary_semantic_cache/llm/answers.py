@@ -29,17 +29,20 @@ def skip_reason(message, finish_reason, cache_tool_calls):
     return None
 
 
-def completion_record(response, latency):
-    """``(record, None)`` from a ChatCompletion, or ``(None, reason)`` if unreadable."""
-    choices = getattr(response, "choices", None)
-    if not choices or len(choices) != 1:
+def completion_record(body, latency):
+    """``(record, None)`` from a chat completion (as JSON), or ``(None, reason)`` if unusable."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
         return None, "empty" if choices == [] else "unreadable"
     choice = choices[0]
-    message = choice.message.model_dump(mode="json", exclude_none=True)
-    usage = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else None
-    return {"bsc": FORMAT, "id": response.id, "created": response.created,
-            "model": response.model, "system_fingerprint": response.system_fingerprint,
-            "message": message, "finish_reason": choice.finish_reason, "usage": usage,
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return None, "unreadable"
+    message = {k: v for k, v in message.items() if v is not None}
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+    return {"bsc": FORMAT, "id": body.get("id", ""), "created": body.get("created", 0),
+            "model": body.get("model", ""), "system_fingerprint": body.get("system_fingerprint"),
+            "message": message, "finish_reason": choice.get("finish_reason"), "usage": usage,
             "latency": latency}, None
 
 
@@ -52,8 +55,13 @@ def is_record(value, kind):
     return type(value) is dict and value.get("bsc") == FORMAT and kind in value
 
 
+def usage_only(chunk):
+    """True for the chunk that carries only usage (``stream_options.include_usage``)."""
+    return not chunk.get("choices") and chunk.get("usage") is not None
+
+
 class Accumulator:
-    """A streamed answer, chunk by chunk, into the record of the whole answer."""
+    """A streamed answer, chunk by chunk (each as JSON), into the record of the whole answer."""
 
     def __init__(self):
         self.head = None
@@ -62,34 +70,33 @@ class Accumulator:
 
     def add(self, chunk):
         if self.head is None:
-            self.head = (chunk.id, chunk.created, chunk.model,
-                         getattr(chunk, "system_fingerprint", None))
-        if chunk.usage is not None:
-            self.usage = chunk.usage.model_dump(mode="json", exclude_none=True)
-        for choice in chunk.choices:
-            if choice.index != 0:
+            self.head = (chunk.get("id", ""), chunk.get("created", 0), chunk.get("model", ""),
+                         chunk.get("system_fingerprint"))
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
                 continue
-            delta = choice.delta
-            if delta is not None:
-                if delta.role:
-                    self.role = delta.role
-                if delta.content:
-                    self.content.append(delta.content)
-                for call in delta.tool_calls or ():
-                    self._add_call(call)
-            if choice.finish_reason is not None:
-                self.finish_reason = choice.finish_reason
+            delta = choice.get("delta") or {}
+            if delta.get("role"):
+                self.role = delta["role"]
+            if delta.get("content"):
+                self.content.append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                self._add_call(call)
+            if choice.get("finish_reason") is not None:
+                self.finish_reason = choice["finish_reason"]
 
     def _add_call(self, call):
-        slot = self.calls.setdefault(call.index, {"id": None, "type": "function",
-                                                  "function": {"name": "", "arguments": ""}})
-        if call.id:
-            slot["id"] = call.id
-        if call.type:
-            slot["type"] = call.type
-        if call.function is not None:
-            slot["function"]["name"] += call.function.name or ""
-            slot["function"]["arguments"] += call.function.arguments or ""
+        slot = self.calls.setdefault(call.get("index", 0), {
+            "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        if call.get("id"):
+            slot["id"] = call["id"]
+        if call.get("type"):
+            slot["type"] = call["type"]
+        function = call.get("function") or {}
+        slot["function"]["name"] += function.get("name") or ""
+        slot["function"]["arguments"] += function.get("arguments") or ""
 
     @property
     def finished(self):
@@ -105,6 +112,12 @@ class Accumulator:
         return {"bsc": FORMAT, "id": cid, "created": created, "model": model,
                 "system_fingerprint": fingerprint, "message": message,
                 "finish_reason": self.finish_reason, "usage": self.usage, "latency": latency}
+
+    def skip_reason(self, cache_tool_calls):
+        """Why the accumulated answer must not be stored, or None."""
+        if self.head is None:
+            return "empty"
+        return skip_reason(self.record(0.0)["message"], self.finish_reason, cache_tool_calls)
 
 
 def completion_dict(record):

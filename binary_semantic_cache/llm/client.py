@@ -152,7 +152,8 @@ class _Base:
         return response
 
     def _stored(self, response, started):
-        record, reason = completion_record(response, time.perf_counter() - started)
+        record, reason = completion_record(response.model_dump(mode="json"),
+                                           time.perf_counter() - started)
         if record is not None:
             reason = skip_reason(record["message"], record["finish_reason"],
                                  self._engine.policy.cache_tool_calls)

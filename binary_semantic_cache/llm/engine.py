@@ -97,7 +97,7 @@ class Pending:
 class Engine:
     """Policy, cache and counters of one cached client or decorated function."""
 
-    def __init__(self, embedder, cache, policy):
+    def __init__(self, embedder, cache, policy, *, entries=DEFAULT_ENTRIES):
         if embedder is not None and not (callable(getattr(embedder, "embed_text", None))
                                          and callable(getattr(embedder, "embed_texts", None))):
             raise TypeError(f"expected embedder with embed_text and embed_texts methods (such as "
@@ -112,7 +112,7 @@ class Engine:
         elif not isinstance(policy, CachePolicy):
             raise TypeError(f"expected policy as a CachePolicy or None, got "
                             f"{type(policy).__name__}")
-        self.embedder, self.policy = embedder, policy
+        self.embedder, self.policy, self._entries = embedder, policy, entries
         self.counters = Counters()
         self._cache = cache
         self._identity = keys.embedder_identity(embedder)
@@ -209,7 +209,8 @@ class Engine:
         return hit
 
     def _keyed(self, plan, ctl, cache):
-        spaces = tuple(ns for ns in (self.policy.namespace, ctl.namespace) if ns is not None)
+        spaces = tuple(ns for ns in (self.policy.namespace, ctl.namespace, ctl.tenant)
+                       if ns is not None)
         identity = None
         if self._identity is not None:
             identity = [*self._identity, cache.encoder.embedding_dim]
@@ -222,7 +223,7 @@ class Engine:
                     encoder = BinaryEncoder(embedding_dim=1, code_bits=64)
                 else:
                     encoder = BinaryEncoder(embedding_dim=int(np.shape(vector)[-1]))
-                self._cache = BinarySemanticCache(encoder, max_entries=DEFAULT_ENTRIES,
+                self._cache = BinarySemanticCache(encoder, max_entries=self._entries,
                                                   similarity_threshold=self.policy
                                                   .similarity_threshold)
             return self._cache

@@ -93,13 +93,17 @@ class CachePolicy:
 
 @dataclass(frozen=True, slots=True)
 class Controls:
-    """One call's ``cache={...}`` settings, checked against the policy."""
+    """One call's ``cache={...}`` settings, checked against the policy.
+
+    ``tenant`` is set by the proxy (never by a caller): the innermost namespace.
+    """
 
     no_cache: bool = False
     no_store: bool = False
     ttl: float | None = None
     namespace: str | None = None
     threshold: float = 0.90
+    tenant: str | None = None
 
 
 CONTROL_KEYS = ("no-cache", "no-store", "ttl", "namespace", "threshold")

@@ -8,7 +8,7 @@ early, or one that raised, stores nothing.
 
 import time
 
-from .answers import Accumulator, skip_reason
+from .answers import Accumulator, usage_only
 from .engine import CacheInfo
 
 
@@ -36,9 +36,10 @@ class _Miss(_Stream):
 
     def _sort(self, chunk, held):
         """True to hand ``chunk`` over now; the finish and what follows go to ``held``."""
-        self._acc.add(chunk)
+        data = chunk.model_dump(mode="json")
+        self._acc.add(data)
         # The usage-only chunk this stream asked for on the caller's behalf is dropped.
-        if not (self._show_usage or chunk.choices or chunk.usage is None):
+        if not self._show_usage and usage_only(data):
             return False
         if self._acc.finished:
             held.append(chunk)
@@ -59,8 +60,7 @@ class _Miss(_Stream):
         self._settled = True
         acc = self._acc
         record = acc.record(time.perf_counter() - self._started)
-        reason = "empty" if acc.head is None else skip_reason(
-            record["message"], record["finish_reason"], self._engine.policy.cache_tool_calls)
+        reason = acc.skip_reason(self._engine.policy.cache_tool_calls)
         entry_id, reason = yield from self._engine.store(self._state, record, reason)
         self._info = CacheInfo("miss", entry_id=entry_id, reason=reason)
 
