@@ -27,6 +27,10 @@ def embed(text, dim):
     return total.astype(np.float32)
 
 
+class _Listener(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 refuses connections under concurrent load
+
+
 class _Server:
     def __init__(self):
         server = self
@@ -42,7 +46,7 @@ class _Server:
             def do_GET(self):
                 server.handle(self, "GET", self.path, None)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Listener(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         # A short poll interval: shutdown() waits for one, once per test.
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,),
@@ -106,7 +110,7 @@ class FakeOpenAI(_Server):
 
     ``POST /v1/chat/completions`` answers ``"answer N to: <last message>"``
     (N counts chat requests), streamed as SSE when asked, with usage in
-    words. ``chat_script`` holds one action per coming chat request:
+    words. Every request is logged with its headers under ``"_headers"``. ``chat_script`` holds one action per coming chat request:
     ``"ok"``, ``("finish", reason)`` (that finish_reason, None included),
     ``"tool_calls"``, ``"empty"``, ``("status", code, headers)``, ``("cut", k)``
     (a stream that stops after k content chunks, with no finish or [DONE]),
@@ -135,7 +139,9 @@ class FakeOpenAI(_Server):
         return f"http://127.0.0.1:{self.port}/v1"
 
     def handle(self, handler, method, path, body):
-        self.log.append({"path": path, **(body or {})})
+        # Request headers under "_headers", names lower-cased.
+        self.log.append({"path": path, **(body or {}),
+                         "_headers": {k.lower(): v for k, v in handler.headers.items()}})
         if path.endswith("/models"):
             return self.reply(handler, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
