@@ -238,7 +238,11 @@ def main():
                     "/healthz" if name == "bsc serve" else "/health/liveliness"), args.hits,
                     label)
                 rate = hits_per_second(proxy.base, args.load)
-                out["proxies"][name] = {"hit": hit, "floor": floor, "hits_per_second": rate}
+                version = httpx.post(proxy.base + "/chat/completions", json=body("question 0 of "
+                                     "the benchmark"), headers=HEADERS).headers.get(
+                                         "x-litellm-version")
+                out["proxies"][name] = {"hit": hit, "floor": floor, "hits_per_second": rate,
+                                        "version": version}
                 print(f"{name}: hit p50 {hit['p50_ms']:.2f} ms, p99 {hit['p99_ms']:.2f} ms "
                       f"(floor p50 {floor['p50_ms']:.2f} ms); {rate:,.0f} hits/s with 32 "
                       "clients", flush=True)

@@ -183,6 +183,44 @@ def _llm(bench):
     return "\n".join(lines) + "\n"
 
 
+@renderer("bench-server")
+def _server(r):
+    """bsc serve beside LiteLLM's proxy and the upstream itself (scripts/bench_server.py)."""
+    names = list(r["proxies"])
+    ttfb, direct = r["ttfb"], r["ttfb"]["direct"]
+    title = {"bsc serve": "bsc serve", "litellm": "LiteLLM {} (in-memory cache)"}
+
+    def head(name):
+        return title.get(name, name).format(r["proxies"][name].get("version") or "")
+
+    lines = ["| loopback, fake upstream | " + " | ".join(head(n) for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+
+    def row(label, cell):
+        lines.append(f"| {label} | " + " | ".join(cell(n) for n in names) + " |")
+
+    row("hit latency, p50 / p99 ms", lambda n: "{:.2f} / {:.2f}".format(
+        r["proxies"][n]["hit"]["p50_ms"], r["proxies"][n]["hit"]["p99_ms"]))
+    row("its HTTP stack alone (health route), p50 ms",
+        lambda n: f"{r['proxies'][n]['floor']['p50_ms']:.2f}")
+    row(f"hits per second, {r['clients']} concurrent clients",
+        lambda n: f"{r['proxies'][n]['hits_per_second']:,.0f}")
+    row("miss, time to first byte, p50 / p99 ms", lambda n: "{:.1f} / {:.1f}".format(
+        ttfb[n]["p50_ms"], ttfb[n]["p99_ms"]))
+    row(f"... against the upstream directly ({direct['p50_ms']:.1f} ms p50)",
+        lambda n: f"{ttfb[n]['p50_ms'] / direct['p50_ms']:.2f}x")
+    text = "\n".join(lines) + "\n"
+    if "litellm" in r["proxies"]:
+        ours, theirs = r["proxies"]["bsc serve"], r["proxies"]["litellm"]
+        text += (f"\nLiteLLM's proxy took {theirs['hit']['p50_ms'] / ours['hit']['p50_ms']:.1f}x "
+                 f"as long as bsc serve to answer a hit (p50), and served "
+                 f"{theirs['hits_per_second'] / ours['hits_per_second']:.2f}x its hits per "
+                 f"second; {r['hits']:,} sequential hits, {r['load']:,} under load, "
+                 f"{r['misses']} streamed misses, upstream first token after "
+                 f"{r['first_token_s'] * 1000:.0f} ms.\n")
+    return text
+
+
 @renderer("demo")
 def _demo(d):
     return (f"| `bsc demo` (threshold {d['threshold']}, {d['code_bits']} bits) | |\n|---|---|\n"
