@@ -18,7 +18,7 @@ pytest.importorskip("uvicorn")
 
 from binary_semantic_cache import BinarySemanticCache  # noqa: E402
 
-from .fake_servers import FakeOpenAI  # noqa: E402
+from .fake_servers import FakeOllama, FakeOpenAI  # noqa: E402
 from .server_support import Served, free_port  # noqa: E402
 
 
@@ -353,3 +353,28 @@ def test_startup_fits_one_screen_and_a_missing_extra_names_pip(upstream, tmp_pat
                           timeout=60)
     assert done.returncode == 2
     assert "pip install 'binary-semantic-cache[server]'" in done.stderr
+
+
+def test_an_ollama_embedder_gives_semantic_hits(upstream, tmp_path, monkeypatch):
+    with FakeOllama(dim=64) as ollama:
+        monkeypatch.setenv("OLLAMA_HOST", ollama.url)
+        with Served(upstream.url, tmp_path, "--embedder", "ollama:nomic-embed-text") as served:
+            post(served, question("What is the capital of France?"))
+            near = post(served, question("what is the capital of france"))
+            assert near.headers["x-bsc-cache"] == "HIT" and "x-bsc-similarity" in near.headers
+            assert "ollama:nomic-embed-text" in served.output()
+        assert [e["path"] for e in ollama.log] == ["/api/embed", "/api/embed"]
+    assert upstream.chats == 1
+
+
+def test_an_openai_embedder_reads_its_key_from_the_environment(upstream, tmp_path,
+                                                                monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", upstream.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-embedding-key")
+    with Served(upstream.url, tmp_path, "--embedder", "openai:fake-embed") as served:
+        post(served, question("What is the capital of France?"))
+        assert post(served, question("what is the capital of france")).headers[
+            "x-bsc-cache"] == "HIT"
+    embeds = [e for e in upstream.log if e["path"].endswith("/embeddings")]
+    assert embeds and all(e["_headers"]["authorization"] == "Bearer sk-embedding-key"
+                          for e in embeds)

@@ -120,6 +120,7 @@ class Proxy:
             payload, content, ctl = await self.read_chat(request)
         except BadRequest as err:
             self.metrics.outcome("error")
+            log.info("refused a chat request (%d): %s", err.status, err)
             return error_response(err.status, str(err), param=err.param)
         token = AUTHORIZATION.set(request.headers.get("authorization"))
         try:
