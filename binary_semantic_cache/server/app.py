@@ -287,5 +287,7 @@ def serve(options, *, out=print):
     uvicorn = require("uvicorn", "server")
     out(summary(ready), flush=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # httpx names every request at INFO: one line per upstream call is noise, not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning",
                 access_log=False, lifespan="on", timeout_graceful_shutdown=30)
