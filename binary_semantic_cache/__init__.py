@@ -18,6 +18,7 @@ from .errors import (
     ForeignDirectoryError,
     FormatVersionError,
     MissingExtraError,
+    SharedStateError,
     TruncatedFileError,
     UnsafeResponseError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "ForeignDirectoryError",
     "FormatVersionError",
     "MissingExtraError",
+    "SharedStateError",
     "TruncatedFileError",
     "UnsafeResponseError",
     "calibrate",

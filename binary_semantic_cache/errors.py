@@ -16,6 +16,7 @@ except bad arguments, which raise the built-in ``ValueError``/``TypeError``::
     ├── EncoderMismatchError
     ├── UnsafeResponseError
     ├── MissingExtraError      (also an ImportError)
+    ├── SharedStateError       (Redis unreachable when a shared cache starts)
     └── BackendError
         ├── BackendAuthError
         ├── BackendRateLimitError
@@ -85,6 +86,10 @@ class BackendRateLimitError(BackendError):
 
 class BackendConnectionError(BackendError):
     """The embedding service could not be reached, or did not answer in time."""
+
+
+class SharedStateError(CacheError):
+    """A shared cache could not reach Redis, or found its data there unusable."""
 
 
 class MissingExtraError(CacheError, ImportError):

@@ -1,0 +1,172 @@
+"""The local mirror: a BinarySemanticCache kept in step with Redis's change log.
+
+Ids: Redis gives every entry a shared id; the mirror maps it to the local
+cache's own. An instance applies its own writes at once, before the change
+log brings them back ("ahead"); a record of the log older than an own write
+to the same entry, or than an own clear, is then skipped, so the mirror never
+goes back in time. Puts made while Redis is unreachable get provisional
+(negative) ids until published.
+"""
+
+import dataclasses
+
+from .._core import validate as _validate
+from . import records
+
+EVERYTHING = object()  # clear()'s default: every namespace
+
+
+class Mirror:
+    def __init__(self, local, n_words):
+        self.local, self.n_words = local, n_words
+        self.g2l, self.l2g = {}, {}
+        self.ahead = {}  # shared id -> (stream id, blob, stored, expires); blob None: deleted
+        self.clears = []  # (stream id, namespace) of own clears the log has not brought yet
+        self.provisional = {}  # provisional id -> (blob, stored, expires)
+        self.cursor = (0, 0)  # the last change-log record applied
+        self._next_provisional = -1
+
+    # ------------------------------------------------------------ ids
+
+    def shared(self, entry):
+        """``entry`` (local) with its shared id, or None if it has none."""
+        if entry is None:
+            return None
+        gid = self.l2g.get(entry.id)
+        return None if gid is None else dataclasses.replace(entry, id=gid)
+
+    def local_id(self, gid):
+        lid = self.g2l.get(gid)
+        return lid if lid is not None and lid in self.local else None
+
+    # ------------------------------------------------------------ applying
+
+    def apply_put(self, gid, blob, stored, expires, sid, own=False):
+        if own:
+            self.ahead[gid] = (sid, blob, stored, expires)
+        elif self._stale(gid, sid, self._namespace_of(blob)):
+            return
+        self._store(gid, blob, expires)
+
+    def apply_delete(self, gid, sid, own=False):
+        if own:
+            self.ahead[gid] = (sid, None, None, None)
+        elif self._stale(gid, sid):
+            return
+        self.remove(gid)
+
+    def _stale(self, gid, sid, namespace=EVERYTHING):
+        """True for a log record older than an own write to the same entry or an own clear."""
+        mine = self.ahead.get(gid)
+        if mine is not None and mine[0] >= sid:
+            if mine[0] == sid:
+                del self.ahead[gid]
+            return True
+        return any(csid > sid and (space is EVERYTHING or space == namespace)
+                   for csid, space in self.clears)
+
+    def _namespace_of(self, blob):
+        try:
+            return records.unpack(blob, self.n_words).namespace
+        except records.MalformedRecord:
+            return EVERYTHING
+
+    def _store(self, gid, blob, expires):
+        entry = records.unpack(blob, self.n_words)
+        ttl = None
+        if expires is not None:
+            ttl = expires - self.local._now()
+            if ttl <= 0:
+                self.remove(gid)
+                return None
+        units = None if entry.vector is None else entry.vector[None, :]
+        if self.local.rescore and units is None and not entry.key_only:
+            raise records.MalformedRecord("an entry without the rescoring vector this "
+                                          "instance's rescore setting needs")
+        keyed = None if entry.key is None else [_validate.key(entry.key)]
+        old = self.g2l.get(gid)
+        if old is not None and entry.key is None:
+            self.remove(gid)
+            old = None
+        lid = self.local._store(entry.code[None, :], [entry.response], ttl, units,
+                                entry.namespace, keyed, key_only=entry.key_only)[0]
+        previous = self.l2g.get(lid)
+        if previous is not None and previous != gid:
+            self.g2l.pop(previous, None)
+        if old is not None and old != lid:
+            self.l2g.pop(old, None)
+        self.g2l[gid], self.l2g[lid] = lid, gid
+        return lid
+
+    def remove(self, gid):
+        self.provisional.pop(gid, None)
+        lid = self.g2l.pop(gid, None)
+        if lid is None:
+            return False
+        self.l2g.pop(lid, None)
+        return self.local.delete(lid)
+
+    def clear(self, namespace, after, own=False):
+        """Clear as a log record at stream id ``after`` says (None: offline, not in Redis yet)."""
+        if namespace is EVERYTHING:
+            self.local.clear()
+        else:
+            self.local.clear(namespace=namespace)
+        self.g2l = {g: lid for g, lid in self.g2l.items() if lid in self.local}
+        self.l2g = {lid: g for g, lid in self.g2l.items()}
+        if own and after is not None:
+            self.clears.append((after, namespace))
+        # Own writes newer than the clear, and puts not yet published, stay.
+        for gid, (sid, blob, _, expires) in list(self.ahead.items()):
+            if blob is not None and (after is None or sid > after) and gid not in self.g2l:
+                self._store(gid, blob, expires)
+        if after is not None:
+            for pid, (blob, _, expires) in self.provisional.items():
+                if pid not in self.g2l:
+                    self._store(pid, blob, expires)
+
+    def advance(self, sid):
+        """The log has been applied up to ``sid``: own writes at or before it are settled."""
+        self.cursor = max(self.cursor, sid)
+        if self.ahead:
+            self.ahead = {g: a for g, a in self.ahead.items() if a[0] > self.cursor}
+        if self.clears:
+            self.clears = [c for c in self.clears if c[0] > self.cursor]
+
+    # ------------------------------------------------------------ offline and reload
+
+    def apply_offline(self, blob, stored, expires):
+        pid = self._next_provisional
+        self._next_provisional -= 1
+        self.provisional[pid] = (blob, stored, expires)
+        self._store(pid, blob, expires)
+        return pid
+
+    def published(self, pid, gid, sid):
+        """A provisional entry is in Redis now, as ``gid``."""
+        kept = self.provisional.pop(pid, None)
+        lid = self.g2l.pop(pid, None)
+        if kept is None:
+            return
+        self.ahead[gid] = (sid, *kept)
+        if lid is not None:
+            other = self.g2l.get(gid)
+            if other is not None and other != lid:  # Redis replaced another entry by key
+                self.l2g.pop(other, None)
+                self.local.delete(other)
+            self.g2l[gid], self.l2g[lid] = lid, gid
+
+    def load(self, rows, cursor):
+        """Replace everything with ``rows`` of ``(gid, blob, stored, expires)``; skipped count."""
+        self.local.clear()
+        self.g2l, self.l2g, self.ahead, self.clears = {}, {}, {}, []
+        skipped = 0
+        for gid, blob, stored, expires in rows:
+            try:
+                self._store(gid, blob, float(expires) if expires else None)
+            except (records.MalformedRecord, ValueError, TypeError):
+                skipped += 1
+        for pid, (blob, _, expires) in self.provisional.items():
+            self._store(pid, blob, expires)
+        self.cursor = cursor
+        return skipped
