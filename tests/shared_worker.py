@@ -1,0 +1,54 @@
+"""A SharedSemanticCache in a process of its own, driven over a pipe (tests only)."""
+
+import numpy as np
+
+DIM = 16
+
+
+def vec(i):
+    return np.random.default_rng(i).standard_normal(DIM).astype(np.float32)
+
+
+def serve(url, name, max_entries, conn):
+    from binary_semantic_cache import BinaryEncoder
+    from binary_semantic_cache.shared import SharedSemanticCache
+
+    cache = SharedSemanticCache(url, name, BinaryEncoder(DIM, 64), max_entries=max_entries)
+    conn.send(("ok", "ready"))
+    while True:
+        op, args = conn.recv()
+        try:
+            if op == "stop":
+                cache.close()
+                conn.send(("ok", None))
+                return
+            if op == "put":
+                i, text, key, namespace = args
+                result = cache.put(vec(i), text, key=key, namespace=namespace)
+            elif op == "put_forever":  # until killed; answers first, so the caller can kill
+                conn.send(("ok", None))
+                i = 0
+                while True:
+                    cache.put(vec(10_000 + i), f"forever {i}" * 50, key=f"f{i}")
+                    i += 1
+            elif op == "get":
+                i, namespace = args
+                hit = cache.get(vec(i), namespace=namespace)
+                result = None if hit is None else (hit.id, hit.response)
+            elif op == "sync":
+                result = cache.sync(args[0])
+            elif op == "delete":
+                result = cache.delete(args[0])
+            elif op == "clear":
+                result = cache.clear() if args[0] == "ALL" else cache.clear(namespace=args[0])
+            elif op == "contents":
+                result = cache._contents()
+            elif op == "stats":
+                s = cache.stats()
+                result = {"size": s.size, "malformed": s.malformed, "backlog": s.backlog,
+                          "reconnects": s.reconnects, "resets": s.resets}
+            else:
+                raise ValueError(f"unknown op {op}")
+            conn.send(("ok", result))
+        except Exception as err:  # noqa: BLE001  (sent back to the test)
+            conn.send(("err", repr(err)))
