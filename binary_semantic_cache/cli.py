@@ -123,6 +123,10 @@ def _parser():
                        help="one cache for every API key (default: one per key)")
     serve.add_argument("--admin-token-file", metavar="FILE",
                        help="a file holding the token POST /bsc/flush needs")
+    serve.add_argument("--redis", metavar="URL",
+                       help="share one cache with every replica on this Redis (the [redis] "
+                       "extra); replaces --cache-dir")
+    serve.add_argument("--name", default="bsc", help="the shared cache's name in Redis (bsc)")
     return parser
 
 
@@ -233,7 +237,7 @@ def _serve(args):
         cache_dir=args.cache_dir, max_entries=args.max_entries, threshold=args.threshold,
         ttl=args.ttl, save_interval=args.save_interval, upstream_timeout=args.upstream_timeout,
         max_body=args.max_body, shared_tenants=args.shared_tenants,
-        admin_token_file=args.admin_token_file)
+        admin_token_file=args.admin_token_file, redis=args.redis, name=args.name)
     from .server.app import serve
 
     serve(options)

@@ -11,9 +11,12 @@ import pytest
 from .server_support import free_port
 
 BINARY = shutil.which("redis-server")
-needs_redis = pytest.mark.skipif(
-    BINARY is None, reason="no redis-server on PATH: install it (apt-get install redis-server) "
-    "to run the shared-cache tests; CI installs it")
+_REASON = ("no redis-server on PATH: install it (apt-get install redis-server) to run the "
+           "shared-cache tests; CI installs it")
+if BINARY is None and os.environ.get("BSC_REQUIRE_REDIS"):
+    raise RuntimeError(_REASON.replace("no redis-server", "BSC_REQUIRE_REDIS is set but no "
+                                       "redis-server is"))
+needs_redis = pytest.mark.skipif(BINARY is None, reason=_REASON)
 
 
 class RedisServer:
@@ -77,7 +80,7 @@ class RedisServer:
 @pytest.fixture
 def redis_server(tmp_path):
     if BINARY is None:
-        pytest.skip(needs_redis.kwargs["reason"])
+        pytest.skip(_REASON)
     pytest.importorskip("redis")
     server = RedisServer(tmp_path)
     yield server

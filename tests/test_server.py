@@ -391,3 +391,29 @@ def test_an_openai_embedder_reads_its_key_from_the_environment(upstream, tmp_pat
     embeds = [e for e in upstream.log if e["path"].endswith("/embeddings")]
     assert embeds and all(e["_headers"]["authorization"] == "Bearer sk-embedding-key"
                           for e in embeds)
+
+
+def test_replicas_on_one_redis_share_hits_and_tenants(upstream, tmp_path):
+    from .redis_support import BINARY, RedisServer
+
+    if BINARY is None:
+        pytest.skip("no redis-server on PATH")
+    redis = RedisServer(tmp_path)
+    try:
+        args = ("--redis", redis.url, "--name", "replicas", "--embedder", "upstream:fake-embed")
+        with Served(upstream.url, tmp_path, *args) as one, \
+                Served(upstream.url, tmp_path, *args) as two:
+            assert "shared cache 'replicas'" in one.output()
+            assert post(one, question("What is the capital of France?")).headers[
+                "x-bsc-cache"] == "MISS"
+            deadline = time.monotonic() + 10
+            label = None
+            while time.monotonic() < deadline and label != "HIT":
+                label = post(two, question("what is the capital of france"),
+                             headers={"Cache-Control": "no-store"}).headers["x-bsc-cache"]
+            assert label == "HIT"
+            # The same tenant on both replicas, another tenant on neither.
+            assert post(two, question("What is the capital of France?"),
+                        key="sk-other").headers["x-bsc-cache"] == "MISS"
+    finally:
+        redis.stop()

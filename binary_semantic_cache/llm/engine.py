@@ -97,7 +97,7 @@ class Pending:
 class Engine:
     """Policy, cache and counters of one cached client or decorated function."""
 
-    def __init__(self, embedder, cache, policy, *, entries=DEFAULT_ENTRIES):
+    def __init__(self, embedder, cache, policy, *, entries=DEFAULT_ENTRIES, factory=None):
         if embedder is not None and not (callable(getattr(embedder, "embed_text", None))
                                          and callable(getattr(embedder, "embed_texts", None))):
             raise TypeError(f"expected embedder with embed_text and embed_texts methods (such as "
@@ -113,6 +113,8 @@ class Engine:
             raise TypeError(f"expected policy as a CachePolicy or None, got "
                             f"{type(policy).__name__}")
         self.embedder, self.policy, self._entries = embedder, policy, entries
+        # Makes the cache at first use from the embedding dimension; None: a local one.
+        self._factory = factory
         self.counters = Counters()
         self._cache = cache
         self._identity = keys.embedder_identity(embedder)
@@ -223,6 +225,9 @@ class Engine:
                     encoder = BinaryEncoder(embedding_dim=1, code_bits=64)
                 else:
                     encoder = BinaryEncoder(embedding_dim=int(np.shape(vector)[-1]))
+                if self._factory is not None:
+                    self._cache = self._factory(encoder)
+                    return self._cache
                 self._cache = BinarySemanticCache(encoder, max_entries=self._entries,
                                                   similarity_threshold=self.policy
                                                   .similarity_threshold)

@@ -126,17 +126,45 @@ def prepare(options):
     home = Home(options.cache_dir) if options.cache_dir else None
     cache = home.load() if home else None
     loaded = cache is not None
+    if options.redis is not None:
+        return _prepare_shared(options)
     if cache is None and options.embedder == "none":
         # Keys only: the codes are never used, so the smallest encoder will do.
         cache = BinarySemanticCache(BinaryEncoder(embedding_dim=1, code_bits=64),
                                     max_entries=options.max_entries)
-    token = None
-    if options.admin_token_file:
-        token = Path(options.admin_token_file).read_text().strip()
-        if len(token) < 16:
-            raise ValueError(f"{options.admin_token_file}: expected an admin token of at least "
-                             f"16 characters, got {len(token)}")
-    return Prepared(options, cache, home, load_secret(options.cache_dir), token, loaded)
+    return Prepared(options, cache, home, load_secret(options.cache_dir), _admin_token(options),
+                    loaded)
+
+
+def _shared_cache(options, encoder):
+    from ..shared import SharedSemanticCache
+
+    return SharedSemanticCache(options.redis, options.name, encoder,
+                               max_entries=options.max_entries,
+                               similarity_threshold=options.threshold)
+
+
+def _prepare_shared(options):
+    """Replicas on one Redis: the cache and the tenants' secret both live there."""
+    from .tenancy import shared_secret
+
+    require("redis", "redis")
+    cache = None
+    if options.embedder == "none":
+        cache = _shared_cache(options, BinaryEncoder(embedding_dim=1, code_bits=64))
+    token = _admin_token(options)
+    return Prepared(options, cache, None, shared_secret(options.redis, options.name), token,
+                    cache is not None and len(cache) > 0)
+
+
+def _admin_token(options):
+    if not options.admin_token_file:
+        return None
+    token = Path(options.admin_token_file).read_text().strip()
+    if len(token) < 16:
+        raise ValueError(f"{options.admin_token_file}: expected an admin token of at least "
+                         f"16 characters, got {len(token)}")
+    return token
 
 
 def create_app(options_or_prepared):
@@ -160,9 +188,12 @@ def create_app(options_or_prepared):
                                  limits=httpx.Limits(max_connections=512,
                                                      max_keepalive_connections=64))
         embedder = make_embedder(options.embedder, options.upstream, http)
+        factory = None
+        if options.redis is not None:
+            factory = lambda encoder: _shared_cache(options, encoder)  # noqa: E731
         engine = Engine(embedder, ready.cache,
                         CachePolicy(similarity_threshold=options.threshold, ttl=options.ttl),
-                        entries=options.max_entries)
+                        entries=options.max_entries, factory=factory)
         proxy = Proxy(options, engine, http, ready.secret, ready.admin_token, metrics)
         holder["proxy"] = proxy
         saver = asyncio.create_task(_save_every(proxy, ready.home)) if ready.home else None
@@ -175,6 +206,8 @@ def create_app(options_or_prepared):
                     await saver
                 await _save(proxy, ready.home, "at exit")
             await http.aclose()
+            if options.redis is not None and engine.cache is not None:
+                await asyncio.to_thread(engine.cache.close)
 
     def cache():
         proxy = holder.get("proxy")
@@ -263,8 +296,12 @@ def summary(ready):
         size = f"{len(cache):,} of {cache.max_entries:,} entries"
     else:
         size = f"empty, up to {o.max_entries:,} entries (made at the first embedding)"
-    where = f"{ready.home.path} ({'loaded' if ready.loaded else 'new'})" if ready.home else \
-        "memory only (--cache-dir to keep it)"
+    if o.redis is not None:
+        where = f"Redis {o.redis}, shared cache {o.name!r} (replicas share it)"
+    elif ready.home:
+        where = f"{ready.home.path} ({'loaded' if ready.loaded else 'new'})"
+    else:
+        where = "memory only (--cache-dir to keep it)"
     return "\n".join([
         f"bsc serve: listening on http://{o.host}:{o.port}/v1",
         f"  upstream   {o.upstream} (timeout {o.upstream_timeout:g} s)",

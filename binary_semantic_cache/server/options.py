@@ -28,6 +28,9 @@ class ServeOptions:
     ``max_body``            10,000,000    bytes a request body may have
     ``shared_tenants``      False         one cache for every API key
     ``admin_token_file``    None          a file holding the token ``/bsc/flush`` needs
+    ``redis``               None          share the cache with other replicas on this
+                                          Redis (``redis://host:port/db``)
+    ``name``                ``"bsc"``     the shared cache's name in Redis
     ======================  ============  ==============================================
     """
 
@@ -44,6 +47,8 @@ class ServeOptions:
     max_body: int = 10_000_000
     shared_tenants: bool = False
     admin_token_file: str | None = None
+    redis: str | None = None
+    name: str = "bsc"
 
     def __post_init__(self):
         parts = urlsplit(self.upstream)
@@ -56,6 +61,9 @@ class ServeOptions:
                                         or not self.embedder.partition(":")[2]):
             raise ValueError(f"expected --embedder as none, upstream:MODEL, ollama:MODEL or "
                              f"openai:MODEL, got {self.embedder!r}")
+        if self.redis is not None and self.cache_dir is not None:
+            raise ValueError("expected --redis or --cache-dir, not both: with --redis the "
+                             "cache lives in Redis")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"expected --port from 0 to 65535, got {self.port}")
         for name in ("max_entries", "max_body"):

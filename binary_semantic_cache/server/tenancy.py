@@ -38,6 +38,19 @@ def load_secret(cache_dir):
     return secret
 
 
+def shared_secret(redis_url, name):
+    """The tenants' secret kept in Redis, so every replica partitions alike (made once)."""
+    from .._optional import require
+
+    client = require("redis", "redis").Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        key = f"bsc:{{{name}}}:tenant-secret"
+        client.set(key, secrets.token_bytes(32), nx=True)
+        return client.get(key)
+    finally:
+        client.close()
+
+
 def tenant_of(secret, authorization):
     """The tenant namespace of an ``Authorization`` header value (None or "" is a tenant too)."""
     digest = hmac.new(secret, (authorization or "").encode("utf-8", "surrogateescape"),
