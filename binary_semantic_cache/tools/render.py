@@ -221,6 +221,25 @@ def _server(r):
     return text
 
 
+@renderer("bench-shared")
+def _shared(r):
+    """SharedSemanticCache on a real redis-server (scripts/bench_shared.py)."""
+    n = r["entries"]
+    boot = r["bootstrap_seconds"]
+    lines = [f"| SharedSemanticCache, {n:,} entries, {r['dim']}-d | figure |", "|---|---|",
+             f"| `get` on a synced instance / a plain cache's `get` | "
+             f"{spread(r['get_ratio'], '.2f')}x ({spread(r['get_us']['shared'])} µs against "
+             f"{spread(r['get_us']['plain'])} µs) |",
+             f"| `put_batch` into Redis | {r['put_batch_per_second']:,.0f} entries/s |",
+             f"| a put seen by another instance, p50 / p99 | "
+             f"{r['propagation']['p50_ms']:.2f} / {r['propagation']['p99_ms']:.2f} ms |"]
+    for size in sorted(boot, key=int):
+        lines.append(f"| a new instance loading {int(size):,} entries | {boot[size]:.1f} s |")
+    lines.append(f"| Redis memory per entry (the change log's copies included) | "
+                 f"{r['redis_bytes_per_entry']:.0f} bytes |")
+    return "\n".join(lines) + "\n"
+
+
 @renderer("demo")
 def _demo(d):
     return (f"| `bsc demo` (threshold {d['threshold']}, {d['code_bits']} bits) | |\n|---|---|\n"
