@@ -219,3 +219,77 @@ def _eventually(check, timeout=20.0):
             return True
         time.sleep(0.05)
     return False
+
+
+def test_a_full_backlog_counts_what_it_cannot_keep(redis_server):
+    with SharedSemanticCache(redis_server.url, "small", ENCODER, backlog=2) as a:
+        redis_server.stop()
+        ids = [a.put(vec(i), f"offline {i}") for i in range(3)]
+        assert all(i < 0 for i in ids) and len(a) == 3
+        stats = a.stats()
+        assert (stats.backlog, stats.backlog_overflow) == (2, 1)
+        redis_server.start()
+        assert _eventually(lambda: a.stats().backlog == 0)
+        assert redis_server.client().zcard("bsc:{small}:lru") == 2
+
+
+def test_a_malformed_entry_in_redis_is_skipped_at_bootstrap(pair, redis_server):
+    a, _ = pair
+    a.put(vec(1), "whole")
+    r = redis_server.client()
+    r.hset("bsc:{t}:e:999", mapping={"b": b"\x01junk", "t": "1", "x": "", "f": "", "n": "d"})
+    r.zadd("bsc:{t}:lru", {"999": 1.0})
+    with SharedSemanticCache(redis_server.url, "t", ENCODER, max_entries=100) as c:
+        assert len(c) == 1 and c.stats().malformed == 1 and c.get(vec(1)).response == "whole"
+
+
+def test_it_serves_as_the_llm_layers_cache(redis_server):
+    openai = pytest.importorskip("openai")
+    from binary_semantic_cache.llm import CachedOpenAI, cache_info
+
+    from .fake_servers import FakeOpenAI
+    from .llm_support import Embedder, ask
+
+    with FakeOpenAI() as server:
+        clients, caches = [], []
+        for _ in range(2):
+            cache = SharedSemanticCache(redis_server.url, "llm", BinaryEncoder(64))
+            caches.append(cache)
+            clients.append(CachedOpenAI(openai.OpenAI(base_url=server.url, api_key="k",
+                                                      max_retries=0), Embedder(), cache=cache))
+        try:
+            clients[0].chat.completions.create(**ask("What is the capital of France?"))
+            assert caches[1].sync(10)
+            near = clients[1].chat.completions.create(**ask("what is the capital of france"))
+            assert cache_info(near).tier == "semantic" and server.chats == 1
+        finally:
+            for cache in caches:
+                cache.close()
+
+
+def test_a_clear_made_offline_clears_what_came_before_it(redis_server):
+    with SharedSemanticCache(redis_server.url, "oc", ENCODER) as a, \
+            SharedSemanticCache(redis_server.url, "oc", ENCODER) as b:
+        a.put(vec(1), "old")
+        redis_server.stop()
+        a.put(vec(2), "offline, then cleared")
+        a.clear()
+        kept = a.put(vec(3), "after the clear")
+        assert len(a) == 1 and a.get(vec(3)).id == kept
+        redis_server.start()
+        assert _eventually(lambda: a.stats().backlog == 0)
+        assert a.sync(10) and b.sync(10)
+        assert [v[2] for v in a._contents().values()] == ["after the clear"]
+        assert a._contents() == b._contents()
+
+
+def test_writes_after_close_are_refused(redis_server):
+    from binary_semantic_cache import CacheClosedError
+
+    cache = SharedSemanticCache(redis_server.url, "closed", ENCODER)
+    cache.close()
+    cache.close()
+    for call in (lambda: cache.put(vec(1), "x"), lambda: cache.get(vec(1)),
+                 lambda: cache.delete(1), cache.clear):
+        with pytest.raises(CacheClosedError):
+            call()

@@ -249,6 +249,7 @@ class SharedSemanticCache:
         return (records.key_field(namespace, key), records.namespace_field(namespace), blob)
 
     def _put_rows(self, rows, ttl):
+        self._mirror.local._check_open()
         ttl = self._ttl if ttl is None else _validate.ttl(ttl)
         ttl_text = "" if ttl is None else repr(float(ttl))
         ids = []
@@ -282,6 +283,7 @@ class SharedSemanticCache:
 
     def delete(self, entry_id):
         """Remove an entry everywhere; False when the id names no live entry."""
+        self._mirror.local._check_open()
         if entry_id is None or isinstance(entry_id, bool) or not isinstance(entry_id, int):
             return False
         if entry_id < 0:  # provisional: not in Redis yet
@@ -301,6 +303,7 @@ class SharedSemanticCache:
 
     def clear(self, namespace=_EVERYTHING):
         """Remove every entry, or those of one ``namespace``, on every instance."""
+        self._mirror.local._check_open()
         field = "" if namespace is _EVERYTHING else records.namespace_field(
             _validate.namespace(namespace))
         answer = self._call("CLEAR", field)

@@ -44,7 +44,7 @@ class Mirror:
     def apply_put(self, gid, blob, stored, expires, sid, own=False):
         if own:
             self.ahead[gid] = (sid, blob, stored, expires)
-        elif self._stale(gid, sid, self._namespace_of(blob)):
+        elif self._stale(gid, sid, blob):
             return
         self._store(gid, blob, expires)
 
@@ -55,15 +55,18 @@ class Mirror:
             return
         self.remove(gid)
 
-    def _stale(self, gid, sid, namespace=EVERYTHING):
+    def _stale(self, gid, sid, blob=None):
         """True for a log record older than an own write to the same entry or an own clear."""
         mine = self.ahead.get(gid)
         if mine is not None and mine[0] >= sid:
             if mine[0] == sid:
                 del self.ahead[gid]
             return True
-        return any(csid > sid and (space is EVERYTHING or space == namespace)
-                   for csid, space in self.clears)
+        if not self.clears:
+            return False
+        namespace = EVERYTHING if blob is None else self._namespace_of(blob)
+        return any(csid > sid and (space is EVERYTHING or namespace is EVERYTHING
+                                   or space == namespace) for csid, space in self.clears)
 
     def _namespace_of(self, blob):
         try:
@@ -116,14 +119,15 @@ class Mirror:
         self.l2g = {lid: g for g, lid in self.g2l.items()}
         if own and after is not None:
             self.clears.append((after, namespace))
+        if after is None:  # offline: everything here is older than this clear
+            return
         # Own writes newer than the clear, and puts not yet published, stay.
         for gid, (sid, blob, _, expires) in list(self.ahead.items()):
-            if blob is not None and (after is None or sid > after) and gid not in self.g2l:
+            if blob is not None and sid > after and gid not in self.g2l:
                 self._store(gid, blob, expires)
-        if after is not None:
-            for pid, (blob, _, expires) in self.provisional.items():
-                if pid not in self.g2l:
-                    self._store(pid, blob, expires)
+        for pid, (blob, _, expires) in self.provisional.items():
+            if pid not in self.g2l:
+                self._store(pid, blob, expires)
 
     def advance(self, sid):
         """The log has been applied up to ``sid``: own writes at or before it are settled."""
