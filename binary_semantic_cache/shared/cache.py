@@ -158,6 +158,10 @@ class SharedSemanticCache:
     def ttl(self):
         return self._ttl
 
+    def threshold_distance(self, threshold=None):
+        """As :meth:`BinarySemanticCache.threshold_distance`."""
+        return self._mirror.local.threshold_distance(threshold)
+
     @property
     def rescore(self):
         return self._mirror.local.rescore
