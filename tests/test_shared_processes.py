@@ -1,53 +1,69 @@
 """Three processes share one cache on a real redis-server: puts, deletes, clears, capacity,
 a SIGKILL mid-put, Redis stopped and restarted, and a newcomer bootstrapping."""
 
-import multiprocessing
+import json
 import os
+import selectors
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from .redis_support import needs_redis, redis_server  # noqa: F401
-from .shared_worker import serve
 
 pytestmark = needs_redis
 pytest.importorskip("redis")
+WORKER = Path(__file__).with_name("shared_worker.py")
 
 
 class Instance:
     """One worker process; ``call`` waits (bounded) for its answer."""
 
     def __init__(self, url, name, max_entries=100):
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(url, name, max_entries, child),
-                                       daemon=True)
-        self.process.start()
+        self.process = subprocess.Popen([sys.executable, str(WORKER), url, name,
+                                         str(max_entries)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, bufsize=1)
         assert self.answer(60) == "ready"
 
     def answer(self, timeout=30):
-        if not self.conn.poll(timeout):
-            raise TimeoutError("the worker did not answer in time")
-        status, result = self.conn.recv()
-        if status != "ok":
-            raise AssertionError(result)
-        return result
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                raise TimeoutError("the worker did not answer in time")
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"the worker exited with {self.process.wait(10)}")
+        message = json.loads(line)
+        if "err" in message:
+            raise AssertionError(message["err"])
+        return message["ok"]
 
     def call(self, op, *args, timeout=30):
-        self.conn.send((op, args))
-        return self.answer(timeout)
+        self.process.stdin.write(json.dumps({"op": op, "args": list(args)}) + "\n")
+        self.process.stdin.flush()
+        result = self.answer(timeout)
+        if op == "contents":
+            return {gid: tuple(rest) for gid, *rest in result}
+        return tuple(result) if isinstance(result, list) else result
 
     def kill(self):
-        if self.process.is_alive():
+        if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
-        self.process.join(10)
+        self.process.wait(10)
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
 
     def stop(self):
-        if self.process.is_alive():
+        if self.process.poll() is None:
             try:
                 self.call("stop")
-            except (TimeoutError, OSError, EOFError):
+            except (TimeoutError, OSError, AssertionError, ValueError):
                 pass
         self.kill()
 
