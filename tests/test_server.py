@@ -350,6 +350,9 @@ def test_a_bounded_load_has_no_errors_and_exact_hit_counts(upstream, tmp_path):
             by_question.setdefault(i % 50, set()).add(body["choices"][0]["message"]["content"])
         assert all(len(texts) == 1 for texts in by_question.values())
         assert stats(served)["llm"]["hits"] == 1_950
+        text = httpx.get(served.url + "/metrics").text  # twins that waited count as hits
+        assert 'bsc_chat_requests_total{outcome="hit"} 1950.0' in text
+        assert 'bsc_chat_requests_total{outcome="miss"} 50.0' in text
 
 
 def test_startup_fits_one_screen_and_a_missing_extra_names_pip(upstream, tmp_path):

@@ -184,34 +184,16 @@ class CachedOpenAI(_Base):
     """
 
     def _create(self, kwargs):
-        engine = self._engine
         request, ctl, plan = self._start(kwargs)
-        state = None
-        if plan.bypass is None:
-            state = engine.run(engine.look(plan, ctl))
-        reason = plan.bypass or state.bypass
-        if reason is not None:
-            engine.counters.bypass(reason)
+
+        def bypass(reason):
             response = self._upstream().create(**request)
             remember(response, CacheInfo("bypass", reason=reason))
             return response
-        if state.record is not None:
-            return self._replay(state, request)
-        if request.get("stream") or ctl.no_cache:
-            return self._fetch(request, state)
-        wait = engine.lead(state.where)
-        if wait is None:
-            try:
-                # A twin may have stored its answer between our lookup and the lead.
-                if engine.again(state):
-                    return self._replay(state, request)
-                return self._fetch(request, state)
-            finally:
-                engine.land(state.where)
-        wait.wait()
-        if engine.again(state):
-            return self._replay(state, request)
-        return self._fetch(request, state)
+
+        return self._engine.serve(plan, ctl, bool(request.get("stream")), bypass=bypass,
+                                  replay=lambda state: self._replay(state, request),
+                                  fetch=lambda state: self._fetch(request, state))
 
     def _upstream(self):
         return self._client.chat.completions
@@ -251,33 +233,19 @@ class AsyncCachedOpenAI(_Base):
     _async = True
 
     async def _create(self, kwargs):
-        engine = self._engine
         request, ctl, plan = self._start(kwargs)
-        state = None
-        if plan.bypass is None:
-            state = await engine.arun(engine.look(plan, ctl))
-        reason = plan.bypass or state.bypass
-        if reason is not None:
-            engine.counters.bypass(reason)
+
+        async def bypass(reason):
             response = await self._client.chat.completions.create(**request)
             remember(response, CacheInfo("bypass", reason=reason))
             return response
-        if state.record is not None:
-            return self._replay(state, request)
-        if request.get("stream") or ctl.no_cache:
+
+        async def fetch(state):
             return await self._fetch(request, state)
-        wait = engine.alead(state.where)
-        if wait is None:
-            try:
-                if engine.again(state):
-                    return self._replay(state, request)
-                return await self._fetch(request, state)
-            finally:
-                engine.aland(state.where)
-        await wait
-        if engine.again(state):
-            return self._replay(state, request)
-        return await self._fetch(request, state)
+
+        return await self._engine.aserve(plan, ctl, bool(request.get("stream")), bypass=bypass,
+                                         replay=lambda state: self._replay(state, request),
+                                         fetch=fetch)
 
     async def _fetch(self, request, state):
         engine = self._engine

@@ -303,6 +303,52 @@ class Engine:
             raise ValueError(f"the embedder answered shape {vector.shape}, expected one vector")
         return vector
 
+    # ------------------------------------------------------------ one request, start to end
+
+    def serve(self, plan, ctl, stream, *, bypass, replay, fetch):
+        """Answer one request: ``bypass(reason)``, ``replay(state)`` or ``fetch(state)``.
+
+        Identical non-streamed misses in flight wait for the first one's
+        answer; a new leader first checks whether a twin stored it already.
+        """
+        state = None if plan.bypass else self.run(self.look(plan, ctl))
+        reason = plan.bypass or state.bypass
+        if reason is not None:
+            self.counters.bypass(reason)
+            return bypass(reason)
+        if state.record is not None:
+            return replay(state)
+        if stream or ctl.no_cache:
+            return fetch(state)
+        wait = self.lead(state.where)
+        if wait is None:
+            try:
+                return replay(state) if self.again(state) else fetch(state)
+            finally:
+                self.land(state.where)
+        wait.wait()
+        return replay(state) if self.again(state) else fetch(state)
+
+    async def aserve(self, plan, ctl, stream, *, bypass, replay, fetch):
+        """The async twin of :meth:`serve`: ``bypass`` and ``fetch`` are coroutine functions."""
+        state = None if plan.bypass else await self.arun(self.look(plan, ctl))
+        reason = plan.bypass or state.bypass
+        if reason is not None:
+            self.counters.bypass(reason)
+            return await bypass(reason)
+        if state.record is not None:
+            return replay(state)
+        if stream or ctl.no_cache:
+            return await fetch(state)
+        wait = self.alead(state.where)
+        if wait is None:
+            try:
+                return replay(state) if self.again(state) else await fetch(state)
+            finally:
+                self.aland(state.where)
+        await wait
+        return replay(state) if self.again(state) else await fetch(state)
+
     # ------------------------------------------------------------ twins in flight
 
     def lead(self, where):

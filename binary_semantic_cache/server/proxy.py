@@ -180,34 +180,23 @@ class Proxy:
         engine = self.engine
         params = {k: v for k, v in payload.items() if k != "messages"}
         plan = keys.chat_plan(params, payload["messages"], engine.policy.max_messages)
-        state = None
-        if plan.bypass is None:
-            state = await engine.arun(engine.look(plan, ctl))
-        reason = plan.bypass or state.bypass
-        if reason is not None:
-            engine.counters.bypass(reason)
+        label = "REFRESH" if ctl.no_cache else "MISS"
+
+        async def bypass(reason):
             self.metrics.outcome("bypass")
             return await self.fetch(request, payload, content, None, "BYPASS", started)
-        if state.record is not None:
+
+        def replay(state):
             self.metrics.outcome("hit")
             self.metrics.hit_seconds(time.perf_counter() - started)
             return self.replay(state, payload)
-        label = "REFRESH" if ctl.no_cache else "MISS"
-        self.metrics.outcome(label.lower())
-        if payload.get("stream") or ctl.no_cache:
+
+        async def fetch(state):
+            self.metrics.outcome(label.lower())
             return await self.fetch(request, payload, content, state, label, started)
-        wait = engine.alead(state.where)
-        if wait is None:
-            try:
-                if engine.again(state):
-                    return self.replay(state, payload)
-                return await self.fetch(request, payload, content, state, label, started)
-            finally:
-                engine.aland(state.where)
-        await wait
-        if engine.again(state):
-            return self.replay(state, payload)
-        return await self.fetch(request, payload, content, state, label, started)
+
+        return await engine.aserve(plan, ctl, bool(payload.get("stream")), bypass=bypass,
+                                   replay=replay, fetch=fetch)
 
     def replay(self, state, payload):
         info = self.engine.hit_info(state)
