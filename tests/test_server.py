@@ -1,9 +1,6 @@
 """``bsc serve`` as users meet it: a real uvicorn on a real socket, driven by the openai client."""
 
 import asyncio
-import json
-import os
-import signal
 import subprocess
 import sys
 import threading
