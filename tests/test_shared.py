@@ -293,3 +293,14 @@ def test_writes_after_close_are_refused(redis_server):
                  lambda: cache.delete(1), cache.clear):
         with pytest.raises(CacheClosedError):
             call()
+
+
+def test_stats_tell_how_far_behind_an_instance_is(pair):
+    a, b = pair
+    b._stop.set()  # hold b's sync thread, so the changes pile up
+    b._thread.join(10)
+    for i in range(3):
+        a.put(vec(i), f"r{i}")
+    stats = b.stats()
+    assert stats.changes_behind == 3 and stats.sync_lag_seconds >= 0.0
+    assert stats.max_size == 100 and a.stats().changes_behind == 0

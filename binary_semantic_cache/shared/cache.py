@@ -529,11 +529,13 @@ class SharedSemanticCache:
         behind, lag = 0, 0.0
         if self._online:
             try:
-                pending = self._redis.xrange(self._prefix + "log",
-                                             "(%d-%d" % self._mirror.cursor, count=10_000)
-                behind = len(pending)
-                if pending:
-                    lag = max(0.0, self._now() - records.stream_id(pending[0][0])[0] / 1000)
+                if self._last_id() > self._mirror.cursor:  # only then read what is pending
+                    pending = self._redis.xrange(self._prefix + "log",
+                                                 "(%d-%d" % self._mirror.cursor, count=10_000)
+                    behind = len(pending)
+                    if pending:
+                        lag = max(0.0, self._now()
+                                  - records.stream_id(pending[0][0])[0] / 1000)
             except self._errors:
                 pass
         fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(CacheStats)}

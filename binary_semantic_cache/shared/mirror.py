@@ -43,6 +43,8 @@ class Mirror:
 
     def apply_put(self, gid, blob, stored, expires, sid, own=False):
         if own:
+            if sid <= self.cursor:  # the log brought it first, and maybe later changes too
+                return
             self.ahead[gid] = (sid, blob, stored, expires)
         elif self._stale(gid, sid, blob):
             return
@@ -50,6 +52,8 @@ class Mirror:
 
     def apply_delete(self, gid, sid, own=False):
         if own:
+            if sid <= self.cursor:
+                return
             self.ahead[gid] = (sid, None, None, None)
         elif self._stale(gid, sid):
             return
@@ -111,6 +115,8 @@ class Mirror:
 
     def clear(self, namespace, after, own=False):
         """Clear as a log record at stream id ``after`` says (None: offline, not in Redis yet)."""
+        if own and after is not None and after <= self.cursor:
+            return  # the log brought it first
         if namespace is EVERYTHING:
             self.local.clear()
         else:
