@@ -548,7 +548,7 @@ class SharedSemanticCache:
 
     def close(self):
         """Stop the sync thread (sending the last hits) and release the mirror; safe twice."""
-        if self._stop.is_set():
+        if self._mirror.local.closed:
             return
         self._stop.set()
         self._thread.join(10)
