@@ -112,7 +112,7 @@ class SharedSemanticCache:
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=2.0,
                                            socket_connect_timeout=2.0)
         self._scripts = {n: self._redis.register_script(getattr(scripts, n))
-                         for n in ("PUT", "DELETE", "CLEAR", "PURGE", "META")}
+                         for n in ("PUT", "DELETE", "CLEAR", "PURGE", "META", "FETCH")}
         # Headroom: while Redis is away, this instance's own puts land here first.
         local = BinarySemanticCache(encoder, self._max + self._backlog_limit + 1024,
                                     similarity_threshold, clock=self._now, rescore=rescore,
@@ -496,17 +496,14 @@ class SharedSemanticCache:
     def _reload(self):
         """Everything from Redis, replacing the mirror; provisional entries stay."""
         cursor = self._last_id()
-        ids = self._redis.zrange(self._prefix + "lru", 0, -1)
+        ids = self._redis.zrange(self._prefix + "lru", 0, -1)  # one snapshot of every id
         rows = []
         for lo in range(0, len(ids), 5_000):
-            pipe = self._redis.pipeline(transaction=False)
-            for gid in ids[lo:lo + 5_000]:
-                pipe.hmget(self._prefix + "e:" + gid.decode(), "b", "t", "x")
-            rows.extend(zip(ids[lo:lo + 5_000], pipe.execute()))
+            flat = self._scripts["FETCH"](args=[self._prefix, *ids[lo:lo + 5_000]])
+            rows.extend(zip(flat[::4], flat[1::4], flat[2::4], flat[3::4]))
         with self._lock:
-            skipped = self._mirror.load(
-                [(int(gid), blob, t, x) for gid, (blob, t, x) in rows if blob is not None],
-                cursor)
+            skipped = self._mirror.load([(int(gid), blob, t, x) for gid, blob, t, x in rows if blob],
+                                        cursor)
             self._counts["malformed"] += skipped
         with self._applied:
             self._applied.notify_all()

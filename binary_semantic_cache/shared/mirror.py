@@ -10,6 +10,8 @@ goes back in time. Puts made while Redis is unreachable get provisional
 
 import dataclasses
 
+import numpy as np
+
 from .._core import validate as _validate
 from . import records
 
@@ -167,13 +169,42 @@ class Mirror:
             self.g2l[gid], self.l2g[lid] = lid, gid
 
     def load(self, rows, cursor):
-        """Replace everything with ``rows`` of ``(gid, blob, stored, expires)``; skipped count."""
+        """Replace everything with ``rows`` of ``(gid, blob, stored, expires)``; skipped count.
+
+        Rows without expiry are stored in batches, one per namespace and kind.
+        """
         self.local.clear()
         self.g2l, self.l2g, self.ahead, self.clears = {}, {}, {}, []
-        skipped = 0
+        skipped, groups, timed = 0, {}, []
         for gid, blob, stored, expires in rows:
             try:
-                self._store(gid, blob, float(expires) if expires else None)
+                if expires:
+                    timed.append((gid, blob, float(expires)))
+                    continue
+                entry = records.unpack(blob, self.n_words)
+            except (records.MalformedRecord, ValueError, TypeError):
+                skipped += 1
+                continue
+            if self.local.rescore and entry.vector is None and not entry.key_only:
+                skipped += 1
+                continue
+            kind = (entry.namespace, entry.key is not None, entry.key_only)
+            groups.setdefault(kind, []).append((gid, entry))
+        for (namespace, keyed, key_only), items in groups.items():
+            for lo in range(0, len(items), 10_000):
+                chunk = items[lo:lo + 10_000]
+                codes = np.stack([e.code for _, e in chunk])
+                units = None
+                if self.local.rescore and not key_only:
+                    units = np.stack([e.vector for _, e in chunk])
+                keys = [_validate.key(e.key) for _, e in chunk] if keyed else None
+                lids = self.local._store(codes, [e.response for _, e in chunk], None, units,
+                                         namespace, keys, key_only=key_only)
+                for (gid, _), lid in zip(chunk, lids):
+                    self.g2l[gid], self.l2g[lid] = lid, gid
+        for gid, blob, expires in timed:
+            try:
+                self._store(gid, blob, expires)
             except (records.MalformedRecord, ValueError, TypeError):
                 skipped += 1
         for pid, (blob, _, expires) in self.provisional.items():

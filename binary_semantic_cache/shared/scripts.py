@@ -119,3 +119,17 @@ if redis.call('EXISTS', m) == 0 then
 end
 return redis.call('HMGET', m, 'fingerprint', 'epoch')
 """
+
+# ARGV: prefix, then ids. Returns id, blob, stored, expires for each (empty blob: gone).
+FETCH = """
+local P = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local v = redis.call('HMGET', P .. 'e:' .. ARGV[i], 'b', 't', 'x')
+  out[#out + 1] = ARGV[i]
+  out[#out + 1] = v[1] or ''
+  out[#out + 1] = v[2] or ''
+  out[#out + 1] = v[3] or ''
+end
+return out
+"""
