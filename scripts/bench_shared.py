@@ -70,9 +70,8 @@ def propagation(a, b, n):
         vector = rng.standard_normal(DIM).astype(np.float32)
         t0 = time.perf_counter()  # from the put's start: b may apply it before put returns
         gid = a.put(vector, f"p{i}")
-        sid = a._mirror.ahead[gid][0]
         with b._applied:
-            while b._mirror.cursor < sid:
+            while b._mirror.local_id(gid) is None:
                 b._applied.wait(1.0)
         seconds.append(time.perf_counter() - t0)
         time.sleep(0.002)
