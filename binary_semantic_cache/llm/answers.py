@@ -29,8 +29,9 @@ def skip_reason(message, finish_reason, cache_tool_calls):
     return None
 
 
-def completion_record(body, latency):
-    """``(record, None)`` from a chat completion (as JSON), or ``(None, reason)`` if unusable."""
+def completion_record(body, latency, cache_tool_calls):
+    """``(record, None)`` from a chat completion (as JSON) that may be stored, else
+    ``(None, reason)``."""
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
         return None, "empty" if choices == [] else "unreadable"
@@ -39,6 +40,9 @@ def completion_record(body, latency):
     if not isinstance(message, dict):
         return None, "unreadable"
     message = {k: v for k, v in message.items() if v is not None}
+    reason = skip_reason(message, choice.get("finish_reason"), cache_tool_calls)
+    if reason is not None:
+        return None, reason
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     return {"bsc": FORMAT, "id": body.get("id", ""), "created": body.get("created", 0),
             "model": body.get("model", ""), "system_fingerprint": body.get("system_fingerprint"),
@@ -58,6 +62,9 @@ def is_record(value, kind):
 def usage_only(chunk):
     """True for the chunk that carries only usage (``stream_options.include_usage``)."""
     return not chunk.get("choices") and chunk.get("usage") is not None
+
+
+SEND, HOLD, DROP = "send", "hold", "drop"  # what a stream does with a chunk
 
 
 class Accumulator:
@@ -98,9 +105,24 @@ class Accumulator:
         slot["function"]["name"] += function.get("name") or ""
         slot["function"]["arguments"] += function.get("arguments") or ""
 
-    @property
-    def finished(self):
-        return self.finish_reason is not None
+    def take(self, chunk, shown):
+        """Add ``chunk``; SEND it on now, HOLD it until the answer is stored, or DROP it.
+
+        The chunk with the finish and those after it are held. The usage-only
+        chunk a stream asked for on its caller's behalf (``shown`` False) is dropped.
+        """
+        self.add(chunk)
+        if not shown and usage_only(chunk):
+            return DROP
+        return HOLD if self.finish_reason is not None else SEND
+
+    def result(self, latency, cache_tool_calls):
+        """``(record, None)`` of the whole answer if it may be stored, else ``(None, reason)``."""
+        if self.head is None:
+            return None, "empty"
+        record = self.record(latency)
+        reason = skip_reason(record["message"], self.finish_reason, cache_tool_calls)
+        return (None, reason) if reason is not None else (record, None)
 
     def record(self, latency):
         message = {"role": self.role}
@@ -112,12 +134,6 @@ class Accumulator:
         return {"bsc": FORMAT, "id": cid, "created": created, "model": model,
                 "system_fingerprint": fingerprint, "message": message,
                 "finish_reason": self.finish_reason, "usage": self.usage, "latency": latency}
-
-    def skip_reason(self, cache_tool_calls):
-        """Why the accumulated answer must not be stored, or None."""
-        if self.head is None:
-            return "empty"
-        return skip_reason(self.record(0.0)["message"], self.finish_reason, cache_tool_calls)
 
 
 def completion_dict(record):

@@ -9,7 +9,7 @@ import time
 
 from .._optional import require
 from . import keys
-from .answers import chunk_dicts, completion_dict, completion_record, skip_reason
+from .answers import chunk_dicts, completion_dict, completion_record
 from .engine import CacheInfo, Engine, remember
 from .metrics import PrometheusCollector
 from .policy import controls
@@ -117,13 +117,9 @@ class _Base:
                 except TypeError:
                     pass  # the SDK names the type in its own error
             request[name] = value
-        messages = request.get("messages")
         params = {k: v for k, v in request.items() if k != "messages"}
-        if not isinstance(messages, (list, tuple)):
-            plan = keys.Plan("malformed", (), None, params.get("model"))
-        else:
-            plan = keys.chat_plan(params, messages, engine.policy.max_messages)
-        return request, ctl, plan
+        return request, ctl, keys.chat_plan(params, request.get("messages"),
+                                            engine.policy.max_messages)
 
     def _usage_request(self, request):
         """``(request, shown)``: the stream request asking for usage, and whether the caller did."""
@@ -152,12 +148,8 @@ class _Base:
         return response
 
     def _stored(self, response, started):
-        record, reason = completion_record(response.model_dump(mode="json"),
-                                           time.perf_counter() - started)
-        if record is not None:
-            reason = skip_reason(record["message"], record["finish_reason"],
+        return completion_record(response.model_dump(mode="json"), time.perf_counter() - started,
                                  self._engine.policy.cache_tool_calls)
-        return record, reason
 
 
 class CachedOpenAI(_Base):

@@ -41,36 +41,46 @@ class Keyed(NamedTuple):
 
 def chat_plan(params, messages, max_messages):
     """The :class:`Plan` of one chat request (``params`` without ``messages``)."""
-    if not messages:
-        return Plan("no_messages", (), None, params.get("model"))
-    if max_messages is not None and len(messages) > max_messages:
-        return Plan("max_messages", (), None, params.get("model"))
-    n = params.get("n")
-    if n is not None and n != 1:
-        return Plan("n", (), None, params.get("model"))
-    if params.get("logprobs") or params.get("top_logprobs"):
-        return Plan("logprobs", (), None, params.get("model"))
-    modalities = params.get("modalities")
-    if params.get("audio") is not None or (modalities and list(modalities) != ["text"]):
-        return Plan("non_text_content", (), None, params.get("model"))
-    plain = []
-    for message in messages:
-        message = _plain(message)
-        if not isinstance(message, dict):
-            return Plan("malformed", (), None, params.get("model"))
-        if not _text_only(message.get("content")) or message.get("audio") is not None:
-            return Plan("non_text_content", (), None, params.get("model"))
-        plain.append(message)
+    reason, plain = _screen(params, messages, max_messages)
+    if reason is None:
+        text = normalise(_text(plain[-1]["content"]))
+        reason = None if text else "empty_prompt"
+    if reason is not None:
+        return Plan(reason, (), None, params.get("model"))
     last = plain[-1]
-    if last.get("role") != "user":
-        return Plan("last_not_user", (), None, params.get("model"))
-    text = normalise(_text(last["content"]))
-    if not text:
-        return Plan("empty_prompt", (), None, params.get("model"))
     shape = {k: v for k, v in last.items() if k != "content"}
     shape["parts"] = not isinstance(last["content"], str)
     keyed = {k: v for k, v in params.items() if k not in NOT_IN_KEY}
     return Plan(None, ("chat", keyed, plain[:-1], shape), text, params.get("model"))
+
+
+def _screen(params, messages, max_messages):
+    """``(bypass reason or None, the messages as plain dicts)``."""
+    if not isinstance(messages, (list, tuple)):
+        return "malformed", None
+    if not messages:
+        return "no_messages", None
+    if max_messages is not None and len(messages) > max_messages:
+        return "max_messages", None
+    n = params.get("n")
+    if n is not None and n != 1:
+        return "n", None
+    if params.get("logprobs") or params.get("top_logprobs"):
+        return "logprobs", None
+    modalities = params.get("modalities")
+    if params.get("audio") is not None or (modalities and list(modalities) != ["text"]):
+        return "non_text_content", None
+    plain = []
+    for message in messages:
+        message = _plain(message)
+        if not isinstance(message, dict):
+            return "malformed", None
+        if not _text_only(message.get("content")) or message.get("audio") is not None:
+            return "non_text_content", None
+        plain.append(message)
+    if plain[-1].get("role") != "user":
+        return "last_not_user", None
+    return None, plain
 
 
 def call_plan(name, prompt, params):

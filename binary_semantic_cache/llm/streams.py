@@ -8,7 +8,7 @@ early, or one that raised, stores nothing.
 
 import time
 
-from .answers import Accumulator, usage_only
+from .answers import HOLD, SEND, Accumulator
 from .engine import CacheInfo
 
 
@@ -36,15 +36,10 @@ class _Miss(_Stream):
 
     def _sort(self, chunk, held):
         """True to hand ``chunk`` over now; the finish and what follows go to ``held``."""
-        data = chunk.model_dump(mode="json")
-        self._acc.add(data)
-        # The usage-only chunk this stream asked for on the caller's behalf is dropped.
-        if not self._show_usage and usage_only(data):
-            return False
-        if self._acc.finished:
+        step = self._acc.take(chunk.model_dump(mode="json"), self._show_usage)
+        if step == HOLD:
             held.append(chunk)
-            return False
-        return True
+        return step == SEND
 
     def _failed(self, err):
         self._give_up("incomplete_stream" if isinstance(err, GeneratorExit) else "stream_error")
@@ -58,9 +53,8 @@ class _Miss(_Stream):
     def _steps(self):
         """Store steps of the finished answer (run before the held chunks go out)."""
         self._settled = True
-        acc = self._acc
-        record = acc.record(time.perf_counter() - self._started)
-        reason = acc.skip_reason(self._engine.policy.cache_tool_calls)
+        record, reason = self._acc.result(time.perf_counter() - self._started,
+                                          self._engine.policy.cache_tool_calls)
         entry_id, reason = yield from self._engine.store(self._state, record, reason)
         self._info = CacheInfo("miss", entry_id=entry_id, reason=reason)
 

@@ -11,8 +11,8 @@ import httpx
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..llm import keys
-from ..llm.answers import (Accumulator, chunk_dicts, completion_dict, completion_record,
-                           skip_reason, usage_only)
+from ..llm.answers import (HOLD, SEND, Accumulator, chunk_dicts, completion_dict,
+                           completion_record)
 from ..llm.policy import controls
 from .embedders import AUTHORIZATION
 from .sse import DONE, EventCutter, event
@@ -274,10 +274,8 @@ class Proxy:
             body = json.loads(data)
         except ValueError:
             body = None
-        record, reason = completion_record(body, time.perf_counter() - started)
-        if record is not None:
-            reason = skip_reason(record["message"], record["finish_reason"],
-                                 self.engine.policy.cache_tool_calls)
+        record, reason = completion_record(body, time.perf_counter() - started,
+                                           self.engine.policy.cache_tool_calls)
         await self.engine.arun(self.engine.store(state, record, reason))
 
     # ------------------------------------------------------------ the bsc routes
@@ -363,16 +361,13 @@ class Relay:
         if "error" in chunk:
             self.errored = True
             return raw
-        self.acc.add(chunk)
-        if not self.shown and usage_only(chunk):
-            return None
-        if self.acc.finished:
+        step = self.acc.take(chunk, self.shown)
+        if step == HOLD:
             held.append(raw)
-            return None
-        return raw
+        return raw if step == SEND else None
 
     async def store(self):
         engine = self.proxy.engine
-        record = self.acc.record(time.perf_counter() - self.started)
-        reason = self.acc.skip_reason(engine.policy.cache_tool_calls)
+        record, reason = self.acc.result(time.perf_counter() - self.started,
+                                         engine.policy.cache_tool_calls)
         await engine.arun(engine.store(self.state, record, reason))

@@ -20,7 +20,6 @@ from .mirror import EVERYTHING, Mirror
 
 log = logging.getLogger("binary_semantic_cache.shared")
 
-_EVERYTHING = EVERYTHING
 BATCH = 1_000  # entries per Lua call: Redis runs one script at a time
 POLL_MS = 50  # how long one read of the change log waits for news
 TOUCH_EVERY = 1.0  # seconds between batches of hits sent to Redis
@@ -255,7 +254,7 @@ class SharedSemanticCache:
     def _put_rows(self, rows, ttl):
         self._mirror.local._check_open()
         ttl = self._ttl if ttl is None else _validate.ttl(ttl)
-        ttl_text = "" if ttl is None else repr(float(ttl))
+        ttl_text = _ttl_arg(ttl)
         ids = []
         for lo in range(0, len(rows), BATCH):
             chunk = rows[lo:lo + BATCH]
@@ -305,10 +304,10 @@ class SharedSemanticCache:
                 self._mirror.apply_delete(entry_id, records.stream_id(answer), own=True)
             return known or answer != 0
 
-    def clear(self, namespace=_EVERYTHING):
+    def clear(self, namespace=EVERYTHING):
         """Remove every entry, or those of one ``namespace``, on every instance."""
         self._mirror.local._check_open()
-        field = "" if namespace is _EVERYTHING else records.namespace_field(
+        field = "" if namespace is EVERYTHING else records.namespace_field(
             _validate.namespace(namespace))
         answer = self._call("CLEAR", field)
         with self._lock:
@@ -409,7 +408,7 @@ class SharedSemanticCache:
                 self._mirror.apply_delete(int(fields[b"id"]), sid)
             elif op == b"clear":
                 field = fields[b"ns"].decode()
-                namespace = _EVERYTHING if field == "" else (
+                namespace = EVERYTHING if field == "" else (
                     None if field == "d" else field[2:])
                 self._mirror.clear(namespace, after=sid)
             else:
@@ -457,8 +456,8 @@ class SharedSemanticCache:
                 op = self._backlog.popleft()
             if op[0] == "put":
                 _, pid, row, ttl = op
-                ttl_text = "" if ttl is None else repr(float(ttl))
-                answer = self._call("PUT", str(self._max), row[0], row[1], ttl_text, row[2])
+                answer = self._call("PUT", str(self._max), row[0], row[1], _ttl_arg(ttl),
+                                    row[2])
                 if answer is None:
                     with self._lock:
                         self._backlog.appendleft(op)
@@ -589,3 +588,7 @@ class SharedSemanticCache:
         return (f"SharedSemanticCache({self._name!r}, {len(self) if not self.closed else 0}"
                 f"/{self._max} entries, {state})")
 
+
+def _ttl_arg(ttl):
+    """A time to live as the PUT script takes it: seconds, or "" for none."""
+    return "" if ttl is None else repr(float(ttl))
