@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,13 @@ def embed(text, dim):
         seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
         total += np.random.default_rng(seed).standard_normal(dim)
     return total.astype(np.float32)
+
+
+def free_port():
+    """A loopback port nothing listens on (the socket that found it is closed again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class _Listener(ThreadingHTTPServer):

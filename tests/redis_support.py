@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .server_support import free_port
+from .fake_servers import free_port
 
 BINARY = shutil.which("redis-server")
 _REASON = ("no redis-server on PATH: install it (apt-get install redis-server) to run the "

@@ -1,7 +1,6 @@
 """OllamaEmbedder with real requests against a loopback Ollama server."""
 
 import asyncio
-import socket
 import sys
 
 import numpy as np
@@ -18,7 +17,7 @@ from binary_semantic_cache import (  # noqa: E402
 )
 from binary_semantic_cache.embeddings import EmbeddingBackend, OllamaEmbedder  # noqa: E402
 
-from .fake_servers import FakeOllama, embed  # noqa: E402
+from .fake_servers import FakeOllama, embed, free_port  # noqa: E402
 
 
 def expected(texts, dim=768):
@@ -68,9 +67,7 @@ def test_model_that_cannot_embed_is_named():
 
 
 def test_dead_server_says_to_start_ollama():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with pytest.raises(BackendConnectionError, match="ollama serve"):
         OllamaEmbedder(host=f"127.0.0.1:{port}").embed_text("x")
 

@@ -1,7 +1,6 @@
 """OpenAIEmbeddingBackend with the real openai client against a loopback server."""
 
 import asyncio
-import socket
 import subprocess
 import sys
 
@@ -21,7 +20,7 @@ from binary_semantic_cache.embeddings import openai_backend  # noqa: E402
 from binary_semantic_cache.embeddings.openai_backend import OpenAIEmbeddingBackend  # noqa: E402
 
 from .conftest import FakeClock  # noqa: E402
-from .fake_servers import FakeOpenAI, embed  # noqa: E402
+from .fake_servers import FakeOpenAI, embed, free_port  # noqa: E402
 
 
 @pytest.fixture
@@ -134,9 +133,7 @@ def test_client_errors_are_not_retried(server, status, error):
 
 
 def test_unreachable_server_is_a_connection_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()
     waits = Waits()
     b = OpenAIEmbeddingBackend(api_key="sk-test", base_url=f"http://127.0.0.1:{port}/v1",
                                max_retries=2, sleep=waits, rng=lambda: 0.0)
