@@ -45,6 +45,14 @@ class Lookups:
                 return s
             start = bucket + 1  # another key with the same home
 
+    def _keyed_id(self, record, key, name):
+        """The id of the entry of ``key`` (as ``_validate.key`` gives it) in namespace
+        ``name``, or None; unlike ``get_exact`` it records nothing."""
+        with self._lock:
+            x = self._space(name)
+            s = self._keyed_slot(x, self._home(record), key) if x >= 0 else -1
+            return None if s < 0 else entry_id(self._index.gen.item(s), s)
+
     def _lookup(self, codes, units, threshold, x, name):
         now = self._purged_now()
         if x < 0:  # a namespace that never held an entry

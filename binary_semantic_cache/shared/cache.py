@@ -559,23 +559,8 @@ class SharedSemanticCache:
 
     def _contents(self):
         """``{shared id: (namespace, key, response)}`` of the mirror, for tests and checks."""
-        local, out = self._mirror.local, {}
-        names = list(local.namespaces())  # takes the local lock itself
-        with self._lock, local._lock:
-            now = local._now()
-            space_of = {}
-            for name in names:
-                x = local._space(name)
-                if x < 0:
-                    continue
-                for slot in local._index.namespace_slots_of(x).tolist():
-                    space_of[slot] = x
-            for gid, lid in self._mirror.g2l.items():
-                slot = local._live_slot(lid, now)
-                if slot >= 0:
-                    entry = local._entry(slot, 1.0, x=space_of.get(slot, 0))
-                    out[gid] = (entry.namespace, entry.key, entry.response)
-        return out
+        with self._lock:
+            return self._mirror.contents()
 
     def __enter__(self):
         return self

@@ -3,8 +3,9 @@
 Ids: Redis gives every entry a shared id; the mirror maps it to the local
 cache's own. An instance applies its own writes at once, before the change
 log brings them back ("ahead"); a record of the log older than an own write
-to the same entry, or than an own clear, is then skipped, so the mirror never
-goes back in time. Puts made while Redis is unreachable get provisional
+to the same entry, a put older than an own clear of its namespace, or an older
+entry of a key this instance has put since, is then skipped, so the mirror
+never goes back in time. Puts made while Redis is unreachable get provisional
 (negative) ids until published.
 """
 
@@ -41,6 +42,26 @@ class Mirror:
         lid = self.g2l.get(gid)
         return lid if lid is not None and lid in self.local else None
 
+    def contents(self):
+        """``{shared id: (namespace, key, response)}`` of every live entry."""
+        local, out = self.local, {}
+        names = list(local.namespaces())  # takes the local lock itself
+        with local._lock:
+            now = local._now()
+            space_of = {}
+            for name in names:
+                x = local._space(name)
+                if x < 0:
+                    continue
+                for slot in local._index.namespace_slots_of(x).tolist():
+                    space_of[slot] = x
+            for gid, lid in self.g2l.items():
+                slot = local._live_slot(lid, now)
+                if slot >= 0:
+                    entry = local._entry(slot, 1.0, x=space_of.get(slot, 0))
+                    out[gid] = (entry.namespace, entry.key, entry.response)
+        return out
+
     # ------------------------------------------------------------ applying
 
     def apply_put(self, gid, blob, stored, expires, sid, own=False):
@@ -48,7 +69,7 @@ class Mirror:
             if sid <= self.cursor:  # the log brought it first, and maybe later changes too
                 return
             self.ahead[gid] = (sid, blob, stored, expires)
-        elif self._stale(gid, sid, blob):
+        elif self._stale(gid, sid) or self._overtaken(gid, sid, blob):
             return
         self._store(gid, blob, expires)
 
@@ -61,24 +82,44 @@ class Mirror:
             return
         self.remove(gid)
 
-    def _stale(self, gid, sid, blob=None):
-        """True for a log record older than an own write to the same entry or an own clear."""
+    def _stale(self, gid, sid):
+        """True for a log record older than an own write to the same entry.
+
+        A delete needs no other check: ids are not reused, so removing the
+        entry again is always right, whatever own clears came after it.
+        """
         mine = self.ahead.get(gid)
         if mine is not None and mine[0] >= sid:
             if mine[0] == sid:
                 del self.ahead[gid]
             return True
-        if not self.clears:
-            return False
-        namespace = EVERYTHING if blob is None else self._namespace_of(blob)
-        return any(csid > sid and (space is EVERYTHING or namespace is EVERYTHING
-                                   or space == namespace) for csid, space in self.clears)
+        return False
 
-    def _namespace_of(self, blob):
+    def _overtaken(self, gid, sid, blob):
+        """True for a put older than an own clear of its namespace, or whose key another
+        entry holds here by a newer own write.
+
+        In the log, a key passes to a new id only after its old entry was
+        deleted; the mirror sees another holder only when this instance's own
+        put (or an unpublished one) came first, and that one is the newer.
+        """
+        if not (self.clears or self.ahead or self.provisional):
+            return False
         try:
-            return records.unpack(blob, self.n_words).namespace
+            entry = records.unpack(blob, self.n_words)
         except records.MalformedRecord:
-            return EVERYTHING
+            return False  # _store reports it
+        if any(csid > sid and (space is EVERYTHING or space == entry.namespace)
+               for csid, space in self.clears):
+            return True
+        if entry.key is None:
+            return False
+        lid = self.local._keyed_id(*_validate.key(entry.key), entry.namespace)
+        holder = None if lid is None else self.l2g.get(lid)
+        if holder is None or holder == gid:
+            return False
+        mine = self.ahead.get(holder)
+        return holder < 0 or (mine is not None and mine[0] > sid)
 
     def _store(self, gid, blob, expires):
         entry = records.unpack(blob, self.n_words)
