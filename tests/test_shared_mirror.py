@@ -51,7 +51,8 @@ def commit(program):
             log.append((sid, "del", own, (gid,), n))
         elif op in ("clear", "clearall"):
             namespace = EVERYTHING if op == "clearall" else space
-            for gid in [g for g, v in state.items() if namespace is EVERYTHING or v[0] == namespace]:
+            gone = [g for g, v in state.items() if namespace is EVERYTHING or v[0] == namespace]
+            for gid in gone:
                 space_, key, _ = state.pop(gid)
                 keyed.pop((space_, key), None)
             log.append((sid, "clear", own, (namespace,), n))
