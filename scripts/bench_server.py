@@ -7,7 +7,7 @@ The upstream is the tests' fake chat-completions server (tests/fake_servers.py).
 Each proxy runs as a subprocess and is measured the same way, in turn:
 
 - hit latency: sequential exact hits over one keep-alive connection, p50/p99,
-  beside ``GET /healthz`` on the same connection (the HTTP stack alone);
+  beside the proxy's health route on the same connection (the HTTP stack alone);
 - hits per second: 32 concurrent clients (asyncio, httpx, in two processes) sending
   exact hits;
 - a miss's time to first byte: streamed requests for questions never asked,
@@ -26,8 +26,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fake_servers import FakeOpenAI  # noqa: E402
-from tests.server_support import Served, free_port  # noqa: E402
+from tests.server_support import Launched, Served, free_port  # noqa: E402
 
 QUESTIONS = 50
 LITELLM_CONFIG = """model_list:
@@ -65,48 +63,19 @@ def body(text, stream=False):
 HEADERS = {"Authorization": "Bearer sk-bench"}
 
 
-class LiteLLM:
+class LiteLLM(Launched):
     """LiteLLM's proxy as a subprocess, stopped by its pid."""
 
     def __init__(self, command, upstream, folder):
-        self.port = free_port()
+        port = free_port()
         config = Path(folder) / "litellm.yaml"
         config.write_text(LITELLM_CONFIG.format(upstream=upstream))
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
-        self.log = open(Path(folder) / "litellm.log", "w")
-        self.process = subprocess.Popen([command, "--config", str(config), "--port",
-                                         str(self.port), "--num_workers", "1"],
-                                        stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"litellm exited with {self.process.returncode}")
-            try:
-                if httpx.get(self.url + "/health/liveliness", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("litellm did not start within 120 s")
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base(self):
-        return self.url + "/v1"
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
+        super().__init__("litellm", [command, "--config", str(config), "--port", str(port),
+                                     "--num_workers", "1"],
+                         port, Path(folder) / "litellm.log", "/health/liveliness", env=env,
+                         wait=120.0)
 
 
 def percentiles(seconds):
@@ -234,9 +203,7 @@ def main():
             proxies = {"bsc serve": ours, **others}
             for name, proxy in proxies.items():
                 label = ("x-bsc-cache", "HIT") if name == "bsc serve" else None
-                hit, floor = hit_latency(proxy.base, proxy.url + (
-                    "/healthz" if name == "bsc serve" else "/health/liveliness"), args.hits,
-                    label)
+                hit, floor = hit_latency(proxy.base, proxy.url + proxy.health, args.hits, label)
                 rate = hits_per_second(proxy.base, args.load)
                 version = httpx.post(proxy.base + "/chat/completions", json=body("question 0 of "
                                      "the benchmark"), headers=HEADERS).headers.get(
@@ -247,8 +214,8 @@ def main():
                       f"(floor p50 {floor['p50_ms']:.2f} ms); {rate:,.0f} hits/s with 32 "
                       "clients", flush=True)
             upstream.chat_delay = args.first_token
-            out["ttfb"] = miss_ttfb(upstream, {n: p.url.rstrip("/") + "/v1"
-                                               for n, p in proxies.items()}, args.misses, "ttfb")
+            out["ttfb"] = miss_ttfb(upstream, {n: p.base for n, p in proxies.items()},
+                                    args.misses, "ttfb")
             for name, figures in out["ttfb"].items():
                 print(f"miss time to first byte, {name}: p50 {figures['p50_ms']:.1f} ms, "
                       f"p99 {figures['p99_ms']:.1f} ms", flush=True)

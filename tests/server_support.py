@@ -11,30 +11,31 @@ import httpx
 from .fake_servers import free_port
 
 
-class Served:
-    """One ``bsc serve`` process; ``stop()`` sends SIGTERM and waits, ``kill()`` SIGKILL."""
+class Launched:
+    """A server as a subprocess on a free loopback port, ready once ``health`` answers 200.
 
-    def __init__(self, upstream, tmp_path, *args, wait=30.0):
-        self.port = free_port()
-        self.log_path = tmp_path / f"serve-{self.port}.log"
-        self._log = open(self.log_path, "w")
-        command = [sys.executable, "-m", "binary_semantic_cache.cli", "serve", "--upstream",
-                   upstream, "--port", str(self.port), *args]
+    ``stop()`` sends SIGTERM and waits, ``kill()`` SIGKILL; both by the pid.
+    """
+
+    def __init__(self, name, command, port, log_path, health, *, env=None, wait=30.0):
+        self.name, self.port, self.log_path, self.health = name, port, log_path, health
+        self._log = open(log_path, "w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                             **(env or {})})
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"bsc serve exited with {self.process.returncode}:\n"
+                raise RuntimeError(f"{name} exited with {self.process.returncode}:\n"
                                    + self.output())
             try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(self.url + health, timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
         self.kill()
-        raise RuntimeError("bsc serve did not answer /healthz in time:\n" + self.output())
+        raise RuntimeError(f"{name} did not answer {health} in time:\n" + self.output())
 
     @property
     def url(self):
@@ -76,3 +77,14 @@ class Served:
 
     def __exit__(self, *exc):
         self.kill()
+
+
+class Served(Launched):
+    """One ``bsc serve`` process in front of ``upstream``."""
+
+    def __init__(self, upstream, tmp_path, *args, wait=30.0):
+        port = free_port()
+        command = [sys.executable, "-m", "binary_semantic_cache.cli", "serve", "--upstream",
+                   upstream, "--port", str(port), *args]
+        super().__init__("bsc serve", command, port, tmp_path / f"serve-{port}.log",
+                         "/healthz", wait=wait)
